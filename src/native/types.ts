@@ -1,0 +1,118 @@
+/**
+ * The contract of the native core: what `src/native/mod.ts` exports, backed either by the
+ * Rust addon or by the portable TypeScript twins in `portable/`. Both must give identical
+ * results for identical inputs (`test/native/parity.test.ts`).
+ *
+ * Other areas (network, ccs) code against these signatures only.
+ *
+ * @module
+ */
+
+/** What a walk entry is. */
+export type EntryKind = "file" | "dir" | "symlink" | "other" | "error";
+
+/** One entry of {@link NativeCore.walk}. Paths are relative to the root, `/`-separated. */
+export interface WalkEntry {
+  /** Path relative to the walk root, with `/` separators; never starts with `/`. */
+  path: string;
+  kind: EntryKind;
+  size: number;
+  /** Modification time, nanoseconds since the Unix epoch. */
+  mtimeNs: bigint;
+  /** Status change time, nanoseconds since the Unix epoch. */
+  ctimeNs: bigint;
+  ino: bigint;
+  dev: bigint;
+  /** st_mode bits (type and permissions). */
+  mode: number;
+  /** Link target, for symlinks (kind "symlink", or followed links when following). */
+  linkTarget?: string;
+  /** For kind "error": what went wrong (`EACCES: permission denied`, `ENOENT: vanished`). */
+  error?: string;
+  /** True when the include filters left this entry out (only with `reportExcluded`). */
+  excluded?: boolean;
+}
+
+/** Options of {@link NativeCore.walk}. */
+export interface WalkOptions {
+  /** Follow symlinks (report the target's metadata). @default true */
+  followLinks?: boolean;
+  /** Skip symlinks entirely (`--nolinks`). Wins over followLinks. @default false */
+  skipLinks?: boolean;
+  /** Do not descend into other filesystems. @default false */
+  oneFileSystem?: boolean;
+  /** Glob patterns (picomatch syntax, matched against the relative path); empty = all. */
+  include?: string[];
+  /** Glob patterns to leave out. */
+  exclude?: string[];
+  /** Also yield entries the include filters left out, with `excluded: true`. @default false */
+  reportExcluded?: boolean;
+  /** Entries per batch. @default 4096 */
+  batchSize?: number;
+}
+
+/** Result of {@link NativeCore.delta}. */
+export interface DeltaStats {
+  /** Size of the new file. */
+  newSize: number;
+  /** Bytes of the delta file written. */
+  deltaSize: number;
+  /** Bytes copied from the base. */
+  copiedBytes: number;
+  /** Literal bytes carried in the delta. */
+  literalBytes: number;
+  /** BLAKE3 hex of the new file's content (computed while reading it). */
+  newBlake3: string;
+}
+
+/** The functions of the native core (addon or portable twin). */
+export interface NativeCore {
+  /** "native" when the Rust addon is loaded, else "portable". */
+  readonly implementation: "native" | "portable";
+
+  /** Recursive scan, sorted by path, in batches. Errors are entries, never throws per entry. */
+  walk(root: string, options?: WalkOptions): AsyncIterable<WalkEntry[]>;
+
+  /** xxh3-128 of a buffer, 32 lowercase hex digits. */
+  xxh3(data: Uint8Array): string;
+  /** xxh3-128 of a file's content, 32 lowercase hex digits. */
+  xxh3File(path: string): Promise<string>;
+  /** BLAKE3-256 of a buffer, 64 lowercase hex digits. */
+  blake3(data: Uint8Array): string;
+  /** BLAKE3-256 of a file's content, 64 lowercase hex digits. */
+  blake3File(path: string): Promise<string>;
+
+  /**
+   * Writes the block signature of `basePath` to `sigPath` (format: docs/formats/delta.md).
+   * `blockSize` 0 chooses it from the file size.
+   */
+  signature(basePath: string, sigPath: string, blockSize?: number): Promise<void>;
+  /** Writes the delta of `newPath` against the signature in `sigPath` to `deltaPath`. */
+  delta(sigPath: string, newPath: string, deltaPath: string): Promise<DeltaStats>;
+  /**
+   * Writes `outPath` = base + delta. Verifies the result's BLAKE3 against `expectedBlake3`
+   * and throws (leaving no `outPath`) on mismatch, on a COPY past the base's end, or on a
+   * malformed delta.
+   */
+  patch(basePath: string, deltaPath: string, outPath: string, expectedBlake3: string): Promise<void>;
+
+  /**
+   * Takes an OS file lock (flock / LockFileEx) on `path`, created if missing; released by the
+   * OS when the process dies. `wait` false returns null when another holder has it.
+   */
+  lockFile(path: string, wait: boolean): Promise<FileLock | null>;
+
+  /** Reads a named fork (user xattr / NTFS ADS); null when absent. */
+  forkRead(path: string, name: string): Buffer | null;
+  /** Writes a named fork without changing the file's mtime. */
+  forkWrite(path: string, name: string, value: Uint8Array): void;
+  /** Removes a named fork; no error when absent. */
+  forkRemove(path: string, name: string): void;
+  /** Whether the filesystem holding `dir` supports forks. */
+  forksSupported(dir: string): boolean;
+}
+
+/** A held OS file lock. */
+export interface FileLock {
+  release(): void;
+}
