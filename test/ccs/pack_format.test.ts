@@ -1,0 +1,177 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { PackRejectedError } from "../../src/core/errors.ts";
+import { checkPackPath, type PackHeader } from "../../src/ccs/pack_format.ts";
+import { packAdd, packDelete, packMove, packUpdate, writePack } from "../../src/ccs/pack_writer.ts";
+import { readPack, readPackHeader } from "../../src/ccs/pack_reader.ts";
+import { blake3FileHex } from "../../src/ccs/pack_hash.ts";
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "cncop-pack-"));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function* one(buf: Uint8Array) {
+  yield buf;
+}
+
+function header(over: Partial<PackHeader>): PackHeader {
+  return {
+    format: 1,
+    kind: "add",
+    job: "7",
+    path: "a.txt",
+    size: 0,
+    mtimeNs: "0",
+    mode: 0o644,
+    hash: "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+    bodySize: 0,
+    compression: "zstd",
+    program: "test",
+    programVersion: "1",
+    created: "2026-01-01T00:00:00Z",
+    ...over,
+  };
+}
+
+describe("pack writer and reader", () => {
+  test("packAdd() then readPack() gives the content back byte for byte", async () => {
+    const src = join(dir, "src.bin");
+    const data = Buffer.concat([randomBytes(300_000), Buffer.alloc(2_000_000, 7)]);
+    await writeFile(src, data);
+    const w = await packAdd(join(dir, "a.pack"), { job: "7", path: "d/src.bin", source: src });
+    assert.equal(w.header.size, data.length);
+    assert.ok(w.bytes < data.length, "compressed");
+    const body = join(dir, "a.body");
+    const h = await readPack(w.path, { bodyTo: body });
+    assert.equal(h.path, "d/src.bin");
+    assert.equal(h.hash, (await blake3FileHex(src)).hash);
+    assert.deepEqual(await readFile(body), data);
+    assert.equal((await readPackHeader(w.path)).kind, "add");
+  });
+
+  test("an empty file packs and reads", async () => {
+    const src = join(dir, "empty");
+    await writeFile(src, "");
+    const w = await packAdd(join(dir, "e.pack"), { job: "7", path: "empty", source: src });
+    const h = await readPack(w.path, { bodyTo: join(dir, "e.body") });
+    assert.equal(h.size, 0);
+    assert.equal((await stat(join(dir, "e.body"))).size, 0);
+  });
+
+  test("packMove(), packDelete() and packUpdate() headers round-trip", async () => {
+    const m = await packMove(join(dir, "m.pack"), {
+      job: "7",
+      path: "a",
+      newPath: "b",
+      folder: true,
+    });
+    assert.equal((await readPack(m.path)).newPath, "b");
+    const d = await packDelete(join(dir, "d.pack"), { job: "7", path: "x/y" });
+    assert.equal((await readPack(d.path)).kind, "delete");
+    const delta = join(dir, "delta");
+    await writeFile(delta, randomBytes(1000));
+    const u = await packUpdate(join(dir, "u.pack"), {
+      job: "7",
+      path: "a",
+      deltaPath: delta,
+      base: 3,
+      size: 10,
+      hash: "0".repeat(64),
+      mtimeNs: 5n,
+      mode: 0o600,
+    });
+    const body = join(dir, "u.body");
+    const h = await readPack(u.path, { bodyTo: body });
+    assert.equal(h.base, 3);
+    assert.deepEqual(await readFile(body), await readFile(delta));
+  });
+
+  test("packAdd() refuses a source that changed since it was hashed", async () => {
+    const src = join(dir, "chg");
+    await writeFile(src, "hello");
+    await assert.rejects(
+      packAdd(join(dir, "chg.pack"), { job: "7", path: "chg", source: src, hash: "1".repeat(64) }),
+      { name: "SourceChangedError" },
+    );
+  });
+
+  test("readPack() rejects truncation, corruption and trailing bytes", async () => {
+    const src = join(dir, "t.bin");
+    await writeFile(src, randomBytes(50_000));
+    const w = await packAdd(join(dir, "t.pack"), { job: "7", path: "t", source: src });
+    const bytes = await readFile(w.path);
+    for (const cut of [0, 5, 12, 40, bytes.length - 40, bytes.length - 1]) {
+      const body = join(dir, `cut${cut}`);
+      await assert.rejects(
+        readPack(one(bytes.subarray(0, cut)), { bodyTo: body }),
+        PackRejectedError,
+      );
+      await assert.rejects(stat(body), { code: "ENOENT" }, "no body left behind");
+    }
+    const flipped = Buffer.from(bytes);
+    flipped[bytes.length - 100]! ^= 0x40;
+    await assert.rejects(readPack(one(flipped)), PackRejectedError);
+    await assert.rejects(
+      readPack(one(Buffer.concat([bytes, Buffer.from("x")]))),
+      /after its checksum/,
+    );
+    await assert.rejects(readPack(one(bytes), { maxBodySize: 1000 }), /larger than the limit/);
+  });
+
+  test("checkPackPath() rejects hostile paths", () => {
+    for (
+      const p of [
+        "../etc/passwd",
+        "a/../../b",
+        "/etc/passwd",
+        "a\u0000b",
+        "",
+        "a//b",
+        "./a",
+        "C:/x",
+        "\\\\srv\\x",
+      ]
+    ) {
+      assert.throws(() => checkPackPath(p), PackRejectedError, p);
+    }
+    assert.equal(checkPackPath("a/b c/ü.txt"), "a/b c/ü.txt");
+  });
+
+  test("writePack() refuses a hostile header and readPack() refuses one written by hand", async () => {
+    await assert.rejects(writePack(join(dir, "h.pack"), header({ path: "../x" })), /segment/);
+    // Craft a pack with a hostile path bypassing the writer's check.
+    const hb = Buffer.from(JSON.stringify(header({ path: "/abs" })));
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(hb.length);
+    const buf = Buffer.concat([Buffer.from("CNCOPPK\u0001", "latin1"), len, hb, Buffer.alloc(36)]);
+    await assert.rejects(readPack(one(buf)), /absolute/);
+  });
+
+  test("readPack() stops a decompression bomb at the declared size", async () => {
+    const src = join(dir, "bomb");
+    await writeFile(src, Buffer.alloc(20_000_000));
+    const w = await packAdd(join(dir, "bomb.pack"), { job: "7", path: "bomb", source: src });
+    // Rewrite the header to declare a small size while keeping the 20 MB body.
+    const bytes = await readFile(w.path);
+    const hlen = bytes.readUInt32BE(8);
+    const h = JSON.parse(bytes.subarray(12, 12 + hlen).toString()) as PackHeader;
+    h.size = 100;
+    h.bodySize = 100;
+    const nh = Buffer.from(JSON.stringify(h));
+    const nl = Buffer.alloc(4);
+    nl.writeUInt32BE(nh.length);
+    const forged = Buffer.concat([bytes.subarray(0, 8), nl, nh, bytes.subarray(12 + hlen)]);
+    await assert.rejects(
+      readPack(one(forged), { bodyTo: join(dir, "bomb.body") }),
+      /expands beyond/,
+    );
+  });
+});
