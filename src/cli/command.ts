@@ -23,7 +23,7 @@ export function newCommand(name: string, description: string): Command {
     .description(description)
     .helpOption("-h, --help", "show this help (also -?)")
     .exitOverride()
-    .configureOutput({ outputError: () => {} })
+    .configureOutput({ outputError: () => {}, writeErr: () => {} })
     .showHelpAfterError(false);
   return cmd;
 }
@@ -40,8 +40,8 @@ export async function parseCommand(cmd: Command, argv: string[]): Promise<boolea
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === "commander.helpDisplayed" || err.code === "commander.version") return false;
-      if (err.code === "commander.help" || err.code === "commander.executeSubCommandAsync") {
-        return false;
+      if (err.code === "commander.help") {
+        throw new UsageError("missing command", { hint: `run '${commandPath(cmd)} --help'` });
       }
       const message = err.message.replace(/^error:\s*/, "");
       throw new UsageError(message, { hint: `run '${commandPath(cmd)} --help'` });
