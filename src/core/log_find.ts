@@ -26,6 +26,12 @@ export function parseLogName(name: string): { prefix: string; date: string } | u
   return { prefix: m[1]!, date: `${year}-${m[3]}-${m[4]}` };
 }
 
+/** Chronological sort key of a log name: date, time of day, collision suffix. */
+function sortKey(name: string): string {
+  const m = namePattern.exec(name)!;
+  return `${m[5] ?? ""}`.padEnd(6, "0") + `${m[6] ?? ""}`.padStart(6, "0");
+}
+
 /** The local date `daysAgo` days before `now`, as YYYY-MM-DD. */
 export function localDate(now: Date, daysAgo = 0): string {
   const d = new Date(now.getFullYear(), now.getMonth(), now.getDate() - daysAgo);
@@ -57,9 +63,10 @@ export function listLogs(dir: string, prefix: string): LogFile[] {
       // vanished between readdir and stat (pruned): not a candidate
     }
   }
-  // Names sort chronologically within a prefix; mtime breaks ties across name styles.
+  // mtime breaks ties between names of the same minute or day.
   return out.sort((a, b) =>
-    a.date.localeCompare(b.date) || a.name.localeCompare(b.name) || a.mtimeMs - b.mtimeMs
+    a.date.localeCompare(b.date) || sortKey(a.name).localeCompare(sortKey(b.name)) ||
+    a.mtimeMs - b.mtimeMs
   );
 }
 
