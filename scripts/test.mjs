@@ -1,0 +1,37 @@
+#!/usr/bin/env node
+// The project's test command (`npm test`): builds the native addon when stale, checks types,
+// format and lint, runs every node:test file, then a Deno smoke run of the same sources.
+import { $, cd, fs, path, tmpdir } from "zx";
+
+$.verbose = true;
+const root = path.resolve(import.meta.dirname, "..");
+cd(root);
+
+const step = (name) => console.log(`\n== ${name}`);
+
+if (fs.existsSync("scripts/build_native.mjs")) {
+  step("native addon");
+  await $`node scripts/build_native.mjs`;
+}
+
+step("type check");
+await $`tsc --noEmit -p tsconfig.json`;
+step("deno fmt --check");
+await $`deno fmt --check`;
+step("deno lint");
+await $`deno lint`;
+
+step("node --test");
+const only = process.argv.slice(2);
+const files = only.length ? only : ["test/**/*.test.ts"];
+await $`node --test --test-concurrency=2 --test-timeout=600000 ${files}`;
+
+step("deno smoke");
+const home = tmpdir("cncop-deno-smoke");
+const env = { ...process.env, CNCOP_HOME: path.join(home, "home") };
+await $({ env })`deno run -A src/cli/main.ts init`;
+await $({ env })`deno run -A src/cli/main.ts cncopjobs add --title Smoke --type ccs --source ${home}`;
+const list = await $({ env })`deno run -A src/cli/main.ts cncopjobs list`;
+if (!/Smoke/.test(list.stdout)) throw new Error("deno smoke: the job added is not listed");
+await $({ env })`deno run -A src/cli/main.ts version`;
+console.log("\ndeno smoke: ok");
