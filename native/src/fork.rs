@@ -1,0 +1,210 @@
+//! Named forks: small attributes attached to a file (user xattrs on Linux and macOS,
+//! alternate data streams on NTFS), written without changing the file's mtime.
+
+use std::io;
+use std::path::Path;
+
+/// Fork names are kept portable: ASCII letters, digits, `.`, `_`, `-`, 1 to 200 bytes.
+pub fn check_name(name: &str) -> io::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fork: bad name {name:?} (use letters, digits, '.', '_', '-')"),
+        ))
+    }
+}
+
+#[cfg(unix)]
+mod imp {
+    use std::ffi::CString;
+    use std::io;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    fn cpath(p: &Path) -> io::Result<CString> {
+        CString::new(p.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput.into())
+    }
+
+    fn attr(name: &str) -> CString {
+        // Linux needs a namespace; macOS has none.
+        #[cfg(target_os = "macos")]
+        let full = name.to_string();
+        #[cfg(not(target_os = "macos"))]
+        let full = format!("user.{name}");
+        CString::new(full).expect("checked name")
+    }
+
+    #[cfg(target_os = "macos")]
+    const ENOATTR: i32 = libc::ENOATTR;
+    #[cfg(not(target_os = "macos"))]
+    const ENOATTR: i32 = libc::ENODATA;
+
+    unsafe fn get(p: &CString, a: &CString, buf: *mut libc::c_void, len: usize) -> isize {
+        #[cfg(target_os = "macos")]
+        return libc::getxattr(p.as_ptr(), a.as_ptr(), buf, len, 0, libc::XATTR_NOFOLLOW);
+        #[cfg(not(target_os = "macos"))]
+        return libc::lgetxattr(p.as_ptr(), a.as_ptr(), buf, len);
+    }
+
+    pub fn read(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+        let (p, a) = (cpath(path)?, attr(name));
+        loop {
+            // SAFETY: valid C strings; a null buffer asks for the size.
+            let n = unsafe { get(&p, &a, std::ptr::null_mut(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return if e.raw_os_error() == Some(ENOATTR) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                };
+            }
+            let mut buf = vec![0u8; n as usize];
+            // SAFETY: buf has n bytes.
+            let m = unsafe { get(&p, &a, buf.as_mut_ptr().cast(), buf.len()) };
+            if m < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::ERANGE) {
+                    continue; // grew in between
+                }
+                return if e.raw_os_error() == Some(ENOATTR) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                };
+            }
+            buf.truncate(m as usize);
+            return Ok(Some(buf));
+        }
+    }
+
+    pub fn write(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+        let (p, a) = (cpath(path)?, attr(name));
+        // SAFETY: valid C strings and buffer.
+        #[cfg(target_os = "macos")]
+        let r = unsafe {
+            libc::setxattr(
+                p.as_ptr(),
+                a.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+                libc::XATTR_NOFOLLOW,
+            )
+        };
+        #[cfg(not(target_os = "macos"))]
+        let r = unsafe {
+            libc::lsetxattr(
+                p.as_ptr(),
+                a.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    pub fn remove(path: &Path, name: &str) -> io::Result<()> {
+        let (p, a) = (cpath(path)?, attr(name));
+        // SAFETY: valid C strings.
+        #[cfg(target_os = "macos")]
+        let r = unsafe { libc::removexattr(p.as_ptr(), a.as_ptr(), libc::XATTR_NOFOLLOW) };
+        #[cfg(not(target_os = "macos"))]
+        let r = unsafe { libc::lremovexattr(p.as_ptr(), a.as_ptr()) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(ENOATTR) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(windows)]
+mod imp {
+    // NTFS alternate data streams through std: "file:name" opens the stream. Writing a
+    // stream updates the file's last-write time, so it is put back afterwards.
+    use std::fs::{self, OpenOptions};
+    use std::io;
+    use std::path::{Path, PathBuf};
+
+    fn stream(path: &Path, name: &str) -> PathBuf {
+        let mut s = path.as_os_str().to_os_string();
+        s.push(":");
+        s.push(name);
+        PathBuf::from(s)
+    }
+
+    pub fn read(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(stream(path, name)) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::metadata(path)?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn keep_mtime(path: &Path, f: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+        let mtime = fs::metadata(path)?.modified()?;
+        f()?;
+        OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .set_modified(mtime)
+    }
+
+    pub fn write(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+        keep_mtime(path, || fs::write(stream(path, name), value))
+    }
+
+    pub fn remove(path: &Path, name: &str) -> io::Result<()> {
+        keep_mtime(path, || match fs::remove_file(stream(path, name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+    }
+}
+
+/// Reads fork `name` of `path`; None when absent.
+pub fn read(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+    check_name(name)?;
+    imp::read(path, name)
+}
+
+/// Writes fork `name` of `path`, leaving the file's mtime alone.
+pub fn write(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    check_name(name)?;
+    imp::write(path, name, value)
+}
+
+/// Removes fork `name` of `path`; no error when absent.
+pub fn remove(path: &Path, name: &str) -> io::Result<()> {
+    check_name(name)?;
+    imp::remove(path, name)
+}
+
+/// Whether the filesystem holding `dir` takes forks: probed with a scratch file.
+pub fn supported(dir: &Path) -> bool {
+    let probe = dir.join(format!(".cncop-fork-probe-{}", std::process::id()));
+    if std::fs::write(&probe, b"").is_err() {
+        return false;
+    }
+    let ok = write(&probe, "cncop.probe", b"1").is_ok()
+        && read(&probe, "cncop.probe").ok().flatten().as_deref() == Some(b"1".as_slice());
+    let _ = std::fs::remove_file(&probe);
+    ok
+}

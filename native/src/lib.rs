@@ -1,0 +1,394 @@
+//! cncop native core: #[napi] wrappers only. The work lives in the plain modules, which
+//! `cargo test` exercises without Node. Long calls are AsyncTasks (libuv thread pool), so the
+//! JS thread keeps running timers and signal handlers during a 10 GB hash.
+
+#![deny(clippy::all)]
+
+pub mod delta;
+pub mod fork;
+pub mod hash;
+pub mod lock;
+pub mod vss;
+pub mod walk;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array};
+use napi::{Env, Error, Result, Status, Task};
+use napi_derive::napi;
+
+fn err(e: io::Error) -> Error {
+    Error::new(Status::GenericFailure, e.to_string())
+}
+
+fn path_err(what: &str, p: &str, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::InvalidInput {
+        return err(e);
+    }
+    Error::new(
+        Status::GenericFailure,
+        format!("{what}: {p}: {}", walk::error_text(&e)),
+    )
+}
+
+/// xxh3-128 of a buffer, 32 lowercase hex digits.
+#[napi]
+pub fn xxh3(data: Uint8Array) -> String {
+    hash::xxh3_hex(&data)
+}
+
+/// BLAKE3-256 of a buffer, 64 lowercase hex digits.
+#[napi]
+pub fn blake3(data: Uint8Array) -> String {
+    hash::blake3_hex(&data)
+}
+
+pub struct HashFileTask {
+    path: String,
+    blake: bool,
+}
+
+impl Task for HashFileTask {
+    type Output = String;
+    type JsValue = String;
+    fn compute(&mut self) -> Result<String> {
+        let p = PathBuf::from(&self.path);
+        let r = if self.blake {
+            hash::blake3_file(&p)
+        } else {
+            hash::xxh3_file(&p)
+        };
+        r.map_err(|e| path_err("hash", &self.path, e))
+    }
+    fn resolve(&mut self, _env: Env, out: String) -> Result<String> {
+        Ok(out)
+    }
+}
+
+/// xxh3-128 of a file's content, 32 lowercase hex digits.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn xxh3_file(path: String) -> AsyncTask<HashFileTask> {
+    AsyncTask::new(HashFileTask { path, blake: false })
+}
+
+/// BLAKE3-256 of a file's content, 64 lowercase hex digits.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn blake3_file(path: String) -> AsyncTask<HashFileTask> {
+    AsyncTask::new(HashFileTask { path, blake: true })
+}
+
+pub struct SignatureTask {
+    base: String,
+    sig: String,
+    block_size: u32,
+}
+
+impl Task for SignatureTask {
+    type Output = ();
+    type JsValue = ();
+    fn compute(&mut self) -> Result<()> {
+        delta::signature(self.base.as_ref(), self.sig.as_ref(), self.block_size)
+            .map_err(|e| path_err("signature", &self.base, e))
+    }
+    fn resolve(&mut self, _env: Env, _out: ()) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the block signature of `basePath` to `sigPath`; `blockSize` 0 chooses it.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn signature(
+    base_path: String,
+    sig_path: String,
+    block_size: Option<u32>,
+) -> AsyncTask<SignatureTask> {
+    AsyncTask::new(SignatureTask {
+        base: base_path,
+        sig: sig_path,
+        block_size: block_size.unwrap_or(0),
+    })
+}
+
+/// Statistics of a delta (sizes in bytes).
+#[napi(object)]
+pub struct DeltaStats {
+    pub new_size: f64,
+    pub delta_size: f64,
+    pub copied_bytes: f64,
+    pub literal_bytes: f64,
+    pub new_blake3: String,
+}
+
+pub struct DeltaTask {
+    sig: String,
+    new: String,
+    out: String,
+}
+
+impl Task for DeltaTask {
+    type Output = delta::DeltaStats;
+    type JsValue = DeltaStats;
+    fn compute(&mut self) -> Result<delta::DeltaStats> {
+        delta::delta(self.sig.as_ref(), self.new.as_ref(), self.out.as_ref())
+            .map_err(|e| path_err("delta", &self.new, e))
+    }
+    fn resolve(&mut self, _env: Env, s: delta::DeltaStats) -> Result<DeltaStats> {
+        Ok(DeltaStats {
+            new_size: s.new_size as f64,
+            delta_size: s.delta_size as f64,
+            copied_bytes: s.copied_bytes as f64,
+            literal_bytes: s.literal_bytes as f64,
+            new_blake3: s.new_blake3,
+        })
+    }
+}
+
+/// Writes the delta of `newPath` against the signature `sigPath` to `deltaPath`.
+#[napi(ts_return_type = "Promise<DeltaStats>")]
+pub fn delta(sig_path: String, new_path: String, delta_path: String) -> AsyncTask<DeltaTask> {
+    AsyncTask::new(DeltaTask {
+        sig: sig_path,
+        new: new_path,
+        out: delta_path,
+    })
+}
+
+pub struct PatchTask {
+    base: String,
+    delta: String,
+    out: String,
+    expected: String,
+}
+
+impl Task for PatchTask {
+    type Output = ();
+    type JsValue = ();
+    fn compute(&mut self) -> Result<()> {
+        delta::patch(
+            self.base.as_ref(),
+            self.delta.as_ref(),
+            self.out.as_ref(),
+            &self.expected,
+        )
+        .map_err(|e| path_err("patch", &self.base, e))
+    }
+    fn resolve(&mut self, _env: Env, _out: ()) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes `outPath` = base + delta, verified against `expectedBlake3`; no `outPath` on failure.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn patch(
+    base_path: String,
+    delta_path: String,
+    out_path: String,
+    expected_blake3: String,
+) -> AsyncTask<PatchTask> {
+    AsyncTask::new(PatchTask {
+        base: base_path,
+        delta: delta_path,
+        out: out_path,
+        expected: expected_blake3,
+    })
+}
+
+/// A held OS file lock.
+#[napi]
+pub struct NativeLock {
+    inner: lock::Lock,
+}
+
+#[napi]
+impl NativeLock {
+    /// Releases the lock (idempotent).
+    #[napi]
+    pub fn release(&mut self) {
+        self.inner.release();
+    }
+}
+
+pub struct LockTask {
+    path: String,
+    wait: bool,
+}
+
+impl Task for LockTask {
+    type Output = Option<lock::Lock>;
+    type JsValue = Option<NativeLock>;
+    fn compute(&mut self) -> Result<Option<lock::Lock>> {
+        lock::lock(self.path.as_ref(), self.wait).map_err(|e| path_err("lock", &self.path, e))
+    }
+    fn resolve(&mut self, _env: Env, out: Option<lock::Lock>) -> Result<Option<NativeLock>> {
+        Ok(out.map(|inner| NativeLock { inner }))
+    }
+}
+
+/// Takes an exclusive OS lock on `path`; null when held elsewhere and `wait` is false.
+#[napi(ts_return_type = "Promise<NativeLock | null>")]
+pub fn lock_file(path: String, wait: bool) -> AsyncTask<LockTask> {
+    AsyncTask::new(LockTask { path, wait })
+}
+
+/// Reads a named fork; null when absent.
+#[napi]
+pub fn fork_read(path: String, name: String) -> Result<Option<Buffer>> {
+    fork::read(path.as_ref(), &name)
+        .map(|o| o.map(Buffer::from))
+        .map_err(|e| path_err("fork", &path, e))
+}
+
+/// Writes a named fork without changing the file's mtime.
+#[napi]
+pub fn fork_write(path: String, name: String, value: Uint8Array) -> Result<()> {
+    fork::write(path.as_ref(), &name, &value).map_err(|e| path_err("fork", &path, e))
+}
+
+/// Removes a named fork; no error when absent.
+#[napi]
+pub fn fork_remove(path: String, name: String) -> Result<()> {
+    fork::remove(path.as_ref(), &name).map_err(|e| path_err("fork", &path, e))
+}
+
+/// Whether the filesystem holding `dir` supports forks.
+#[napi]
+pub fn forks_supported(dir: String) -> bool {
+    fork::supported(dir.as_ref())
+}
+
+/// Walk options as the addon takes them.
+#[napi(object)]
+pub struct NativeWalkOptions {
+    pub follow_links: bool,
+    pub skip_links: bool,
+    pub one_file_system: bool,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub report_excluded: bool,
+    pub batch_size: u32,
+}
+
+/// One batch: `meta` holds 7 little-endian i64 per entry (kind | excluded << 8 | hasText << 9,
+/// size, mtimeNs, ctimeNs, ino, dev, mode); `texts[i]` is the link target or error text.
+#[napi(object)]
+pub struct WalkBatch {
+    pub paths: Vec<String>,
+    pub meta: Buffer,
+    pub texts: Vec<String>,
+}
+
+/// A running walk; call next() until it gives null.
+#[napi]
+pub struct WalkHandle {
+    rx: Arc<Mutex<Option<Receiver<Vec<walk::Entry>>>>>,
+}
+
+pub struct NextTask {
+    rx: Arc<Mutex<Option<Receiver<Vec<walk::Entry>>>>>,
+}
+
+impl Task for NextTask {
+    type Output = Option<Vec<walk::Entry>>;
+    type JsValue = Option<WalkBatch>;
+    fn compute(&mut self) -> Result<Self::Output> {
+        let guard = self
+            .rx
+            .lock()
+            .map_err(|_| Error::from_reason("walk: poisoned"))?;
+        Ok(guard.as_ref().and_then(|rx| rx.recv().ok()))
+    }
+    fn resolve(&mut self, _env: Env, out: Self::Output) -> Result<Self::JsValue> {
+        Ok(out.map(|entries| {
+            let mut meta = Vec::with_capacity(entries.len() * 56);
+            let mut paths = Vec::with_capacity(entries.len());
+            let mut texts = Vec::with_capacity(entries.len());
+            for e in entries {
+                let flags =
+                    e.kind as i64 | (e.excluded as i64) << 8 | (e.text.is_some() as i64) << 9;
+                for v in [
+                    flags,
+                    e.size,
+                    e.mtime_ns,
+                    e.ctime_ns,
+                    e.ino as i64,
+                    e.dev as i64,
+                    e.mode as i64,
+                ] {
+                    meta.extend_from_slice(&v.to_le_bytes());
+                }
+                paths.push(e.path);
+                texts.push(e.text.unwrap_or_default());
+            }
+            WalkBatch {
+                paths,
+                meta: Buffer::from(meta),
+                texts,
+            }
+        }))
+    }
+}
+
+#[napi]
+impl WalkHandle {
+    /// The next batch, or null at the end.
+    #[napi(ts_return_type = "Promise<WalkBatch | null>")]
+    pub fn next(&self) -> AsyncTask<NextTask> {
+        AsyncTask::new(NextTask {
+            rx: self.rx.clone(),
+        })
+    }
+
+    /// Stops the walk early.
+    #[napi]
+    pub fn close(&self) {
+        if let Ok(mut g) = self.rx.try_lock() {
+            g.take();
+        }
+    }
+}
+
+/// Starts a walk; throws when `root` is not a readable directory or a glob is invalid.
+#[napi]
+pub fn walk_start(root: String, options: NativeWalkOptions) -> Result<WalkHandle> {
+    let opts = walk::Options {
+        follow_links: options.follow_links,
+        skip_links: options.skip_links,
+        one_file_system: options.one_file_system,
+        include: options.include,
+        exclude: options.exclude,
+        report_excluded: options.report_excluded,
+        batch_size: options.batch_size as usize,
+    };
+    let w = walk::start(root.as_ref(), opts).map_err(Error::from_reason)?;
+    Ok(WalkHandle {
+        rx: Arc::new(Mutex::new(Some(w.rx))),
+    })
+}
+
+/// A created shadow copy.
+#[napi(object)]
+pub struct VssShadow {
+    pub id: String,
+    pub device_path: String,
+}
+
+/// Creates a VSS shadow copy of `volume` (e.g. `C:\`). Windows only; throws elsewhere.
+#[napi]
+pub fn vss_create(volume: String) -> Result<VssShadow> {
+    vss::provider()
+        .create(&volume)
+        .map(|s| VssShadow {
+            id: s.id,
+            device_path: s.device_path,
+        })
+        .map_err(err)
+}
+
+/// Releases a shadow copy made by vssCreate.
+#[napi]
+pub fn vss_release(id: String) -> Result<()> {
+    vss::provider().release(&id).map_err(err)
+}

@@ -1,0 +1,210 @@
+/**
+ * The native core facade: the one module the rest of cncop imports for walk, hashing,
+ * rsync-style deltas, file locks and forks. Backed by the Rust addon when it loads
+ * (`native/`, `npm run build:native`), else by the portable TypeScript twins in
+ * `portable/`; both give identical results (test/native/parity.test.ts).
+ *
+ * @example
+ * ```ts
+ * import { native, nativeStatus } from "../native/mod.ts";
+ * for await (const batch of native.walk("/srv/data", { exclude: ["**\/*.tmp"] })) {
+ *   for (const e of batch) console.log(e.path, e.size);
+ * }
+ * console.log(nativeStatus()); // { loaded: true, path: ".../cncop_native.node" }
+ * ```
+ *
+ * @module
+ */
+
+import { CncopError } from "../core/errors.ts";
+import type { NativeBinding, NativeStatus } from "./load.ts";
+import { loadBinding } from "./load.ts";
+import * as pDelta from "./portable/delta.ts";
+import * as pFork from "./portable/fork.ts";
+import * as pHash from "./portable/hash.ts";
+import * as pLock from "./portable/lock.ts";
+import * as pWalk from "./portable/walk.ts";
+import type { EntryKind, FileLock, NativeCore, WalkEntry, WalkOptions } from "./types.ts";
+
+export type * from "./types.ts";
+export type { NativeStatus } from "./load.ts";
+export { setNativePath } from "./load.ts";
+export { comparePaths } from "./portable/walk.ts";
+
+/** A VSS shadow copy (Windows). */
+export interface ShadowCopy {
+  id: string;
+  /** `\\?\GLOBALROOT\Device\HarddiskVolumeShadowCopyN`: the snapshot's root. */
+  devicePath: string;
+}
+
+function wrapError(e: unknown): CncopError {
+  if (e instanceof CncopError) return e;
+  return new CncopError(e instanceof Error ? e.message : String(e), { cause: e });
+}
+
+async function wrapAsync<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    throw wrapError(e);
+  }
+}
+
+function wrapSync<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw wrapError(e);
+  }
+}
+
+const KINDS: readonly EntryKind[] = ["file", "dir", "symlink", "other", "error"];
+
+async function* nativeWalk(
+  b: NativeBinding,
+  root: string,
+  o: WalkOptions,
+): AsyncGenerator<WalkEntry[]> {
+  const h = wrapSync(() =>
+    b.walkStart(root, {
+      followLinks: o.followLinks ?? true,
+      skipLinks: o.skipLinks ?? false,
+      oneFileSystem: o.oneFileSystem ?? false,
+      include: o.include ?? [],
+      exclude: o.exclude ?? [],
+      reportExcluded: o.reportExcluded ?? false,
+      batchSize: o.batchSize && o.batchSize > 0 ? o.batchSize : 4096,
+    })
+  );
+  try {
+    for (;;) {
+      const batch = await h.next();
+      if (batch === null) return;
+      const dv = new DataView(batch.meta.buffer, batch.meta.byteOffset, batch.meta.byteLength);
+      const out: WalkEntry[] = new Array(batch.paths.length);
+      for (let i = 0; i < batch.paths.length; i++) {
+        const o8 = i * 56;
+        const flags = Number(dv.getBigInt64(o8, true));
+        const kind = KINDS[flags & 0xff] ?? "error";
+        const e: WalkEntry = {
+          path: batch.paths[i]!,
+          kind,
+          size: Number(dv.getBigInt64(o8 + 8, true)),
+          mtimeNs: dv.getBigInt64(o8 + 16, true),
+          ctimeNs: dv.getBigInt64(o8 + 24, true),
+          ino: dv.getBigUint64(o8 + 32, true),
+          dev: dv.getBigUint64(o8 + 40, true),
+          mode: Number(dv.getBigInt64(o8 + 48, true)),
+        };
+        if (flags & 0x200) {
+          if (kind === "error") e.error = batch.texts[i]!;
+          else e.linkTarget = batch.texts[i]!;
+        }
+        if (flags & 0x100) e.excluded = true;
+        out[i] = e;
+      }
+      yield out;
+    }
+  } finally {
+    h.close();
+  }
+}
+
+/** The core backed by the addon. */
+function addonCore(b: NativeBinding): NativeCore {
+  return {
+    implementation: "native",
+    walk: (root, options = {}) => nativeWalk(b, root, options),
+    xxh3: (data) => b.xxh3(data),
+    xxh3File: (path) => wrapAsync(b.xxh3File(path)),
+    blake3: (data) => b.blake3(data),
+    blake3File: (path) => wrapAsync(b.blake3File(path)),
+    signature: (basePath, sigPath, blockSize = 0) =>
+      wrapAsync(b.signature(basePath, sigPath, blockSize)),
+    delta: (sigPath, newPath, deltaPath) => wrapAsync(b.delta(sigPath, newPath, deltaPath)),
+    patch: (basePath, deltaPath, outPath, expected) =>
+      wrapAsync(b.patch(basePath, deltaPath, outPath, expected)),
+    lockFile: async (path, wait): Promise<FileLock | null> => {
+      const l = await wrapAsync(b.lockFile(path, wait));
+      return l === null ? null : { release: () => l.release() };
+    },
+    forkRead: (path, name) => wrapSync(() => b.forkRead(path, name)),
+    forkWrite: (path, name, value) => wrapSync(() => b.forkWrite(path, name, value)),
+    forkRemove: (path, name) => wrapSync(() => b.forkRemove(path, name)),
+    forksSupported: (dir) => b.forksSupported(dir),
+  };
+}
+
+/**
+ * The portable TypeScript core (compiles the WebAssembly hashers on first call). The facade
+ * uses it when the addon is missing; tests and benchmarks use it to compare.
+ */
+export async function loadPortableCore(): Promise<NativeCore> {
+  await pHash.initHashes();
+  return {
+    implementation: "portable",
+    walk: (root, options) => pWalk.walk(root, options),
+    xxh3: pHash.xxh3,
+    xxh3File: pHash.xxh3File,
+    blake3: pHash.blake3,
+    blake3File: pHash.blake3File,
+    signature: pDelta.signature,
+    delta: pDelta.delta,
+    patch: pDelta.patch,
+    lockFile: (path, wait) => wrapAsync(pLock.lockFile(path, wait)),
+    forkRead: pFork.forkRead,
+    forkWrite: pFork.forkWrite,
+    forkRemove: pFork.forkRemove,
+    forksSupported: pFork.forksSupported,
+  };
+}
+
+const loaded = loadBinding();
+const addon: NativeCore | null = loaded.binding ? addonCore(loaded.binding) : null;
+
+/** The addon-backed core, or null when the addon did not load (see {@link nativeStatus}). */
+export function loadAddonCore(): NativeCore | null {
+  return addon;
+}
+
+/**
+ * The core in use: the addon when it loaded, else the portable twins.
+ * `CNCOP_NATIVE=0` forces the portable one.
+ */
+export const native: NativeCore = addon ?? (await loadPortableCore());
+
+/** {@link native}, as a function. */
+export function getNativeCore(): NativeCore {
+  return native;
+}
+
+/**
+ * Whether the native addon loaded; if not, why (`cncop version` prints this).
+ *
+ * @example
+ * ```ts
+ * nativeStatus(); // { loaded: false, reason: "disabled by CNCOP_NATIVE=0" }
+ * ```
+ */
+export function nativeStatus(): NativeStatus {
+  return { ...loaded.status };
+}
+
+/**
+ * Creates a VSS shadow copy of `volume` (e.g. `C:\\`). Windows with the native core only.
+ *
+ * @throws {CncopError} elsewhere, or when VSS refuses (needs an elevated process).
+ */
+export function vssCreate(volume: string): ShadowCopy {
+  if (!loaded.binding) throw new CncopError("VSS needs the native core");
+  const b = loaded.binding;
+  return wrapSync(() => b.vssCreate(volume));
+}
+
+/** Releases a shadow copy made by {@link vssCreate}. */
+export function vssRelease(id: string): void {
+  if (!loaded.binding) throw new CncopError("VSS needs the native core");
+  const b = loaded.binding;
+  wrapSync(() => b.vssRelease(id));
+}
