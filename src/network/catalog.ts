@@ -1,0 +1,415 @@
+/**
+ * The SQLite catalog of the cncop network (`catalog.db`, WAL): devices, jobs, file versions,
+ * uploads, applied packs and reports. Every change is one transaction; a version row is
+ * committed only after its blob is durable (see apply.ts).
+ *
+ * A version is a state of a path valid from `created_at` until `ended_at` (null: current).
+ * The tree at time T is every row with `created_at <= T < ended_at`.
+ *
+ * @module
+ */
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+
+/** A registered device. */
+export interface DeviceRow {
+  id: number;
+  name: string;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+/** A job, owned by one device. */
+export interface JobRow {
+  id: number;
+  device_id: number;
+  job_key: string;
+  retention_days: number;
+  created_at: number;
+}
+
+/** One version of one path. */
+export interface VersionRow {
+  id: number;
+  job_id: number;
+  path: string;
+  size: number;
+  mtime_ns: string;
+  mode: number;
+  hash: string;
+  created_at: number;
+  ended_at: number | null;
+  /** 1 when the version ended because the path was deleted (or moved away). */
+  deleted: number;
+}
+
+/** An upload of a pack file. */
+export interface UploadRow {
+  job_id: number;
+  upload_key: string;
+  size: number;
+  state: "open" | "applied" | "rejected";
+  result: string | null;
+  created_at: number;
+}
+
+/** A stored report. */
+export interface ReportRow {
+  id: number;
+  type: string;
+  report_key: string;
+  body: string;
+  received_at: number;
+}
+
+/** Metadata of a new version. */
+export interface NewVersion {
+  path: string;
+  size: number;
+  mtimeNs: string;
+  mode: number;
+  hash: string;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS devices (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  token_hash TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS jobs (
+  id INTEGER PRIMARY KEY,
+  device_id INTEGER NOT NULL REFERENCES devices(id),
+  job_key TEXT NOT NULL,
+  retention_days INTEGER NOT NULL DEFAULT 30,
+  created_at INTEGER NOT NULL,
+  UNIQUE (device_id, job_key)
+);
+CREATE TABLE IF NOT EXISTS versions (
+  id INTEGER PRIMARY KEY,
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  path TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ns TEXT NOT NULL,
+  mode INTEGER NOT NULL,
+  hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  ended_at INTEGER,
+  deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS versions_path ON versions (job_id, path, ended_at);
+CREATE INDEX IF NOT EXISTS versions_hash ON versions (hash);
+CREATE TABLE IF NOT EXISTS uploads (
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  upload_key TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  state TEXT NOT NULL DEFAULT 'open',
+  result TEXT,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (job_id, upload_key)
+);
+CREATE TABLE IF NOT EXISTS applied_packs (
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  sha256 TEXT NOT NULL,
+  result TEXT NOT NULL,
+  applied_at INTEGER NOT NULL,
+  PRIMARY KEY (job_id, sha256)
+);
+CREATE TABLE IF NOT EXISTS reports (
+  id INTEGER PRIMARY KEY,
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  type TEXT NOT NULL,
+  report_key TEXT NOT NULL,
+  body TEXT NOT NULL,
+  received_at INTEGER NOT NULL,
+  UNIQUE (job_id, report_key)
+);
+PRAGMA user_version = 1;
+`;
+
+const CURRENT = "ended_at IS NULL";
+
+/** The catalog. One per data directory; several processes may open it (WAL). */
+export class Catalog {
+  readonly db: DatabaseSync;
+  #last = 0;
+
+  constructor(path: string) {
+    this.db = new DatabaseSync(path);
+    this.db.exec(
+      "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+    );
+    this.db.exec("PRAGMA foreign_keys = ON;");
+    this.db.exec(SCHEMA);
+    const row = this.db.prepare(
+      "SELECT max(coalesce(max(created_at), 0), coalesce(max(ended_at), 0)) AS t FROM versions",
+    ).get() as { t: number };
+    this.#last = row.t;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** A strictly increasing millisecond clock, so versions applied in order never tie. */
+  now(): number {
+    this.#last = Math.max(Date.now(), this.#last + 1);
+    return this.#last;
+  }
+
+  /** Runs `fn` in one IMMEDIATE transaction. */
+  tx<T>(fn: () => T): T {
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const r = fn();
+      this.db.exec("COMMIT");
+      return r;
+    } catch (err) {
+      this.db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  #get<T>(sql: string, ...params: SQLInputValue[]): T | undefined {
+    return this.db.prepare(sql).get(...params) as T | undefined;
+  }
+  #all<T>(sql: string, ...params: SQLInputValue[]): T[] {
+    return this.db.prepare(sql).all(...params) as T[];
+  }
+  #run(sql: string, ...params: SQLInputValue[]) {
+    return this.db.prepare(sql).run(...params);
+  }
+
+  // --- devices ---
+
+  addDevice(name: string, tokenHash: string): number {
+    const r = this.#run(
+      "INSERT INTO devices (name, token_hash, created_at) VALUES (?, ?, ?)",
+      name,
+      tokenHash,
+      Date.now(),
+    );
+    return Number(r.lastInsertRowid);
+  }
+  listDevices(): DeviceRow[] {
+    return this.#all("SELECT id, name, created_at, revoked_at FROM devices ORDER BY id");
+  }
+  deviceByName(name: string): DeviceRow | undefined {
+    return this.#get("SELECT id, name, created_at, revoked_at FROM devices WHERE name = ?", name);
+  }
+  /** The live (not revoked) device holding a token hash. */
+  deviceByToken(tokenHash: string): DeviceRow | undefined {
+    return this.#get(
+      "SELECT id, name, created_at, revoked_at FROM devices WHERE token_hash = ? AND revoked_at IS NULL",
+      tokenHash,
+    );
+  }
+  revokeDevice(name: string): boolean {
+    return this.#run(
+      "UPDATE devices SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+      Date.now(),
+      name,
+    ).changes > 0;
+  }
+
+  // --- jobs ---
+
+  job(deviceId: number, key: string): JobRow | undefined {
+    return this.#get("SELECT * FROM jobs WHERE device_id = ? AND job_key = ?", deviceId, key);
+  }
+  /** The job, created (owned by the device) when missing. */
+  ensureJob(deviceId: number, key: string): JobRow {
+    this.#run(
+      "INSERT OR IGNORE INTO jobs (device_id, job_key, created_at) VALUES (?, ?, ?)",
+      deviceId,
+      key,
+      Date.now(),
+    );
+    return this.job(deviceId, key)!;
+  }
+  jobsOf(deviceId: number): JobRow[] {
+    return this.#all("SELECT * FROM jobs WHERE device_id = ? ORDER BY job_key", deviceId);
+  }
+  allJobs(): JobRow[] {
+    return this.#all("SELECT * FROM jobs");
+  }
+  setRetention(jobId: number, days: number): void {
+    this.#run("UPDATE jobs SET retention_days = ? WHERE id = ?", days, jobId);
+  }
+
+  // --- versions ---
+
+  /** Current versions (or those valid at `at`), sorted by path, optionally under a prefix. */
+  *tree(jobId: number, options: { prefix?: string; at?: number } = {}): Iterable<VersionRow> {
+    const params: SQLInputValue[] = [jobId];
+    let where = "job_id = ?";
+    if (options.at === undefined) where += ` AND ${CURRENT}`;
+    else {
+      where += " AND created_at <= ? AND (ended_at IS NULL OR ended_at > ?)";
+      params.push(options.at, options.at);
+    }
+    if (options.prefix) {
+      const p = options.prefix.replace(/\/+$/, "");
+      where += " AND (path = ? OR substr(path, 1, ?) = ?)";
+      params.push(p, p.length + 1, p + "/");
+    }
+    const stmt = this.db.prepare(`SELECT * FROM versions WHERE ${where} ORDER BY path`);
+    for (const row of stmt.iterate(...params)) yield row as unknown as VersionRow;
+  }
+  /** Every version of a path, newest first. */
+  versionsOf(jobId: number, path: string): VersionRow[] {
+    return this.#all(
+      "SELECT * FROM versions WHERE job_id = ? AND path = ? ORDER BY created_at DESC, id DESC",
+      jobId,
+      path,
+    );
+  }
+  version(jobId: number, id: number): VersionRow | undefined {
+    return this.#get("SELECT * FROM versions WHERE job_id = ? AND id = ?", jobId, id);
+  }
+  current(jobId: number, path: string): VersionRow | undefined {
+    return this.#get(
+      `SELECT * FROM versions WHERE job_id = ? AND path = ? AND ${CURRENT}`,
+      jobId,
+      path,
+    );
+  }
+  /** Current versions at `path` or, for a folder, under it. */
+  currentUnder(jobId: number, path: string, folder: boolean): VersionRow[] {
+    if (!folder) {
+      const v = this.current(jobId, path);
+      return v ? [v] : [];
+    }
+    return [...this.tree(jobId, { prefix: path })].filter((v) => v.path !== path);
+  }
+
+  /** Inside a transaction: ends the current version of a path (if any). */
+  endVersion(id: number, at: number, deleted: boolean): void {
+    this.#run(
+      "UPDATE versions SET ended_at = ?, deleted = ? WHERE id = ?",
+      at,
+      deleted ? 1 : 0,
+      id,
+    );
+  }
+  /** Inside a transaction: makes `v` the current version of its path. */
+  putVersion(jobId: number, v: NewVersion, at: number): number {
+    const old = this.current(jobId, v.path);
+    if (old) this.endVersion(old.id, at, false);
+    const r = this.#run(
+      `INSERT INTO versions (job_id, path, size, mtime_ns, mode, hash, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      jobId,
+      v.path,
+      v.size,
+      v.mtimeNs,
+      v.mode,
+      v.hash,
+      at,
+    );
+    return Number(r.lastInsertRowid);
+  }
+  /** Whether a device's versions still reference a blob. */
+  referenced(deviceId: number, hash: string): boolean {
+    return this.#get(
+      "SELECT 1 AS x FROM versions v JOIN jobs j ON j.id = v.job_id WHERE j.device_id = ? AND v.hash = ? LIMIT 1",
+      deviceId,
+      hash,
+    ) !== undefined;
+  }
+  /** Every (device, hash) a version references. */
+  *referencedBlobs(): Iterable<{ device_id: number; hash: string; size: number }> {
+    const stmt = this.db.prepare(
+      `SELECT DISTINCT j.device_id AS device_id, v.hash AS hash, v.size AS size
+       FROM versions v JOIN jobs j ON j.id = v.job_id`,
+    );
+    for (const row of stmt.iterate()) {
+      yield row as unknown as { device_id: number; hash: string; size: number };
+    }
+  }
+  /** Deletes versions whose end is older than their job's retention; returns how many. */
+  pruneVersions(now: number): number {
+    return Number(
+      this.#run(
+        `DELETE FROM versions WHERE ended_at IS NOT NULL AND ended_at <
+           ? - 86400000 * (SELECT retention_days FROM jobs WHERE jobs.id = versions.job_id)`,
+        now,
+      ).changes,
+    );
+  }
+
+  // --- packs and uploads ---
+
+  appliedPack(jobId: number, sha256: string): string | undefined {
+    return this.#get<{ result: string }>(
+      "SELECT result FROM applied_packs WHERE job_id = ? AND sha256 = ?",
+      jobId,
+      sha256,
+    )?.result;
+  }
+  recordPack(jobId: number, sha256: string, result: string): void {
+    this.#run(
+      "INSERT INTO applied_packs (job_id, sha256, result, applied_at) VALUES (?, ?, ?, ?)",
+      jobId,
+      sha256,
+      result,
+      Date.now(),
+    );
+  }
+  upload(jobId: number, key: string): UploadRow | undefined {
+    return this.#get("SELECT * FROM uploads WHERE job_id = ? AND upload_key = ?", jobId, key);
+  }
+  createUpload(jobId: number, key: string, size: number): void {
+    this.#run(
+      "INSERT OR IGNORE INTO uploads (job_id, upload_key, size, created_at) VALUES (?, ?, ?, ?)",
+      jobId,
+      key,
+      size,
+      Date.now(),
+    );
+  }
+  deleteUpload(jobId: number, key: string): void {
+    this.#run("DELETE FROM uploads WHERE job_id = ? AND upload_key = ?", jobId, key);
+  }
+  finishUpload(jobId: number, key: string, state: "applied" | "rejected", result: string): void {
+    this.#run(
+      "UPDATE uploads SET state = ?, result = ? WHERE job_id = ? AND upload_key = ?",
+      state,
+      result,
+      jobId,
+      key,
+    );
+  }
+  /** Forgets finished uploads older than `before` (ms). */
+  pruneUploads(before: number): number {
+    return Number(
+      this.#run("DELETE FROM uploads WHERE state != 'open' AND created_at < ?", before).changes,
+    );
+  }
+
+  // --- reports ---
+
+  addReport(jobId: number, type: string, key: string, body: string): boolean {
+    return this.#run(
+      "INSERT OR IGNORE INTO reports (job_id, type, report_key, body, received_at) VALUES (?, ?, ?, ?, ?)",
+      jobId,
+      type,
+      key,
+      body,
+      Date.now(),
+    ).changes > 0;
+  }
+  reports(jobId: number, type?: string): ReportRow[] {
+    return type
+      ? this.#all(
+        "SELECT id, type, report_key, body, received_at FROM reports WHERE job_id = ? AND type = ? ORDER BY id",
+        jobId,
+        type,
+      )
+      : this.#all(
+        "SELECT id, type, report_key, body, received_at FROM reports WHERE job_id = ? ORDER BY id",
+        jobId,
+      );
+  }
+}

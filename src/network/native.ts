@@ -1,0 +1,36 @@
+/**
+ * The native core functions the network needs (patch, signature), loaded lazily through the
+ * facade `src/native/mod.ts`, so the server starts even where only pack-add is used.
+ *
+ * @module
+ */
+import type { NativeCore } from "../native/types.ts";
+
+/** The subset of the native core the network uses. */
+export type NetworkNative = Pick<NativeCore, "patch" | "signature" | "delta" | "blake3File">;
+
+let loaded: Promise<NetworkNative> | undefined;
+
+/** Loads the native facade once. */
+export function loadNative(): Promise<NetworkNative> {
+  loaded ??= (async () => {
+    // A computed specifier: the facade may not exist in every checkout yet.
+    const spec = "../native/mod.ts";
+    const m = (await import(spec)) as Record<string, unknown>;
+    const pick = (name: keyof NetworkNative) => {
+      const obj = [m, m.native, m.default].find((o) =>
+        typeof o === "object" && o !== null &&
+        typeof (o as Record<string, unknown>)[name] === "function"
+      ) as Record<string, unknown> | undefined;
+      if (!obj) throw new Error(`src/native/mod.ts has no ${name}()`);
+      return (obj[name] as (...a: unknown[]) => unknown).bind(obj);
+    };
+    return {
+      patch: pick("patch"),
+      signature: pick("signature"),
+      delta: pick("delta"),
+      blake3File: pick("blake3File"),
+    } as NetworkNative;
+  })();
+  return loaded;
+}

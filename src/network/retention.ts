@@ -1,0 +1,36 @@
+/**
+ * Retention: `cncopd prune` removes versions that ended longer ago than their job's
+ * retention, then blobs no version references. A blob changed within the grace period is
+ * kept, because a running server may be about to commit a version that uses it.
+ *
+ * @module
+ */
+import type { DataDir } from "./data_dir.ts";
+
+/** What a prune removed. */
+export interface PruneResult {
+  versions: number;
+  blobs: number;
+  bytes: number;
+}
+
+/** Prunes expired versions and unreferenced blobs. */
+export async function prune(
+  data: DataDir,
+  options: { now?: number; graceMs?: number } = {},
+): Promise<PruneResult> {
+  const now = options.now ?? Date.now();
+  const grace = options.graceMs ?? 3600_000;
+  const versions = data.catalog.tx(() => data.catalog.pruneVersions(now));
+  data.catalog.pruneUploads(now - 7 * 86400_000);
+  let blobs = 0;
+  let bytes = 0;
+  for await (const b of data.blobs.list()) {
+    if (data.catalog.referenced(b.device, b.hash)) continue;
+    if (await data.blobs.remove(b.device, b.hash, Date.now() - grace)) {
+      blobs++;
+      bytes += b.size;
+    }
+  }
+  return { versions, blobs, bytes };
+}

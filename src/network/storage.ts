@@ -1,0 +1,38 @@
+/**
+ * The blob storage interface of the cncop network. Blobs are content-addressed (BLAKE3
+ * hex) and deduplicated per device. The API code only sees this interface, so a second
+ * backend (an S3-compatible object store) can be added beside `storage_local.ts`.
+ *
+ * @module
+ */
+import type { Readable } from "node:stream";
+
+/** A byte range, both ends inclusive (as in HTTP `Range`). */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** Where blobs live. Every method is safe to call concurrently. */
+export interface BlobStore {
+  /** Backend name ("local", "s3"). */
+  readonly name: string;
+  /** Size of a blob, or undefined when absent. */
+  size(device: number, hash: string): Promise<number | undefined>;
+  /**
+   * Stores `file` (already verified to hash to `hash`) durably as the blob. Consumes the
+   * file (moved or removed). Resolves only once the blob survives a crash. When the blob is
+   * already there, refreshes its age so a concurrent prune keeps it.
+   */
+  put(device: number, hash: string, file: string): Promise<void>;
+  /** Reads a blob (or a range of it). */
+  read(device: number, hash: string, range?: ByteRange): Readable;
+  /** A local file path with the blob's content (for patching); call `release` when done. */
+  localPath(device: number, hash: string): Promise<{ path: string; release(): Promise<void> }>;
+  /** Removes a blob if its last change is older than `olderThanMs`; true when removed. */
+  remove(device: number, hash: string, olderThanMs: number): Promise<boolean>;
+  /** Every stored blob. */
+  list(): AsyncIterable<{ device: number; hash: string; size: number }>;
+  /** A private directory for temp files on the same filesystem as the blobs. */
+  readonly tmpDir: string;
+}

@@ -1,0 +1,99 @@
+/**
+ * The embedded blob store: a local directory, `blobs/<device>/<aa>/<bb>/<hash>`.
+ *
+ * @module
+ */
+import { createReadStream } from "node:fs";
+import { mkdir, readdir, rename, rm, stat, utimes } from "node:fs/promises";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { errnoCode } from "../core/errors.ts";
+import { syncDir, syncFile } from "./durable.ts";
+import type { BlobStore, ByteRange } from "./storage.ts";
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** A {@link BlobStore} on a local directory. */
+export class LocalBlobStore implements BlobStore {
+  readonly name = "local";
+  readonly root: string;
+  readonly tmpDir: string;
+
+  constructor(dataDir: string) {
+    this.root = join(dataDir, "blobs");
+    this.tmpDir = join(dataDir, "tmp");
+  }
+
+  /** Creates the directories. */
+  async init(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+    await mkdir(this.tmpDir, { recursive: true });
+  }
+
+  #path(device: number, hash: string): string {
+    if (!HEX64.test(hash) || !Number.isSafeInteger(device)) throw new Error("bad blob address");
+    return join(this.root, String(device), hash.slice(0, 2), hash.slice(2, 4), hash);
+  }
+
+  async size(device: number, hash: string): Promise<number | undefined> {
+    try {
+      return (await stat(this.#path(device, hash))).size;
+    } catch (err) {
+      if (errnoCode(err) === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  async put(device: number, hash: string, file: string): Promise<void> {
+    const dest = this.#path(device, hash);
+    if ((await this.size(device, hash)) !== undefined) {
+      const now = new Date();
+      await utimes(dest, now, now); // keeps a concurrent prune's hands off
+      await rm(file, { force: true });
+      return;
+    }
+    const dir = join(dest, "..");
+    await mkdir(dir, { recursive: true });
+    await syncFile(file);
+    await rename(file, dest);
+    await syncDir(dir);
+  }
+
+  read(device: number, hash: string, range?: ByteRange): Readable {
+    const opts = range ? { start: range.start, end: range.end } : {};
+    return createReadStream(this.#path(device, hash), { ...opts, highWaterMark: 1 << 20 });
+  }
+
+  localPath(device: number, hash: string): Promise<{ path: string; release(): Promise<void> }> {
+    return Promise.resolve({ path: this.#path(device, hash), release: () => Promise.resolve() });
+  }
+
+  async remove(device: number, hash: string, olderThanMs: number): Promise<boolean> {
+    const p = this.#path(device, hash);
+    try {
+      const st = await stat(p);
+      if (st.mtimeMs > olderThanMs) return false;
+      await rm(p);
+      return true;
+    } catch (err) {
+      if (errnoCode(err) === "ENOENT") return false;
+      throw err;
+    }
+  }
+
+  async *list(): AsyncIterable<{ device: number; hash: string; size: number }> {
+    for (const dev of await readdir(this.root).catch(() => [] as string[])) {
+      if (!/^\d+$/.test(dev)) continue;
+      const devDir = join(this.root, dev);
+      for (const a of await readdir(devDir)) {
+        for (const b of await readdir(join(devDir, a))) {
+          for (const h of await readdir(join(devDir, a, b))) {
+            if (!HEX64.test(h)) continue;
+            const st = await stat(join(devDir, a, b, h));
+            yield { device: Number(dev), hash: h, size: st.size };
+          }
+        }
+      }
+    }
+  }
+}
