@@ -1,0 +1,666 @@
+/**
+ * The work database `Spool/Work/work.db`: the CCS work queues (ADD, UPDATE, DELETE, MOVE
+ * items with their state), the file cache of what was uploaded, the saved source and cloud
+ * listings, per-job peek state and the run rows that tie an enqueuer to its dequeuer.
+ *
+ * SQLite in WAL mode through `node:sqlite`, so the enqueuer and the dequeuer share it as two
+ * processes; every change that must be all-or-nothing is one transaction.
+ *
+ * Item life: `planned` (peek decided it) -> `ready` (its pack file is complete in Spool/Work)
+ * -> `sending` (a dequeuer claimed it) -> row deleted once the network confirmed it applied;
+ * `failed` when the network rejected it.
+ *
+ * @module
+ */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+
+/** Kinds of work item. */
+export type ItemKind = "ADD" | "UPDATE" | "DELETE" | "MOVE";
+/** States of a work item. */
+export type ItemState = "planned" | "ready" | "sending" | "failed";
+
+/**
+ * Upload stage of an item: everything of a lower stage is applied before a higher one starts
+ * (a folder move before the file moves out of it, moves before the updates of moved files).
+ */
+export const Stage = { folderMove: 0, fileMove: 1, content: 2 } as const;
+
+/** A work item as stored. */
+export interface WorkItem {
+  id: number;
+  job: number;
+  session: string;
+  kind: ItemKind;
+  stage: number;
+  state: ItemState;
+  path: string;
+  newPath: string | null;
+  folder: boolean;
+  size: number;
+  mtimeNs: string;
+  mode: number;
+  ino: string | null;
+  dev: string | null;
+  hash: string;
+  baseVersion: number | null;
+  baseHash: string | null;
+  pack: string | null;
+  packBytes: number;
+  sig: string | null;
+  claimedBy: number | null;
+  error: string | null;
+}
+
+/** The fields of a new item. */
+export type NewItem =
+  & Pick<WorkItem, "kind" | "path">
+  & Partial<Omit<WorkItem, "id" | "job" | "session" | "kind" | "path" | "state" | "stage">>
+  & { stage?: number };
+
+/** A file as the cloud peek lists it. */
+export interface CloudFile {
+  path: string;
+  size: number;
+  mtimeNs: string;
+  mode: number;
+  hash: string;
+  version: number;
+}
+
+/** A file as the source walk found it. */
+export interface LocalFile {
+  path: string;
+  size: number;
+  mtimeNs: string;
+  mode: number;
+  ino: string;
+  dev: string;
+}
+
+/** What the file cache knows of an uploaded file. */
+export interface CachedFile {
+  path: string;
+  size: number;
+  mtimeNs: string;
+  ino: string | null;
+  dev: string | null;
+  hash: string;
+  version: number | null;
+}
+
+/** Per-job peek state for skip-when-unchanged. */
+export interface JobPeekState {
+  /** Newest last-write time (ns, decimal) of any file or directory at the last full peek. */
+  newestNs: string;
+  /** Files and directories seen. */
+  entries: number;
+  /** Source, filters and link options the state was taken with. */
+  fingerprint: string;
+  updated: string;
+}
+
+/** A run row: one enqueuer run of a job in a dispatcher session. */
+export interface RunRow {
+  session: string;
+  job: number;
+  pid: number;
+  state: "running" | "done" | "failed";
+  started: string;
+  ended: string | null;
+}
+
+const schema = [
+  `CREATE TABLE items (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     job INTEGER NOT NULL,
+     session TEXT NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('ADD', 'UPDATE', 'DELETE', 'MOVE')),
+     stage INTEGER NOT NULL,
+     state TEXT NOT NULL CHECK (state IN ('planned', 'ready', 'sending', 'failed')),
+     path TEXT NOT NULL,
+     new_path TEXT,
+     folder INTEGER NOT NULL DEFAULT 0,
+     size INTEGER NOT NULL DEFAULT 0,
+     mtime_ns TEXT NOT NULL DEFAULT '0',
+     mode INTEGER NOT NULL DEFAULT 0,
+     ino TEXT,
+     dev TEXT,
+     hash TEXT NOT NULL DEFAULT '',
+     base_version INTEGER,
+     base_hash TEXT,
+     pack TEXT,
+     pack_bytes INTEGER NOT NULL DEFAULT 0,
+     sig TEXT,
+     claimed_by INTEGER,
+     error TEXT,
+     created TEXT NOT NULL
+   )`,
+  `CREATE INDEX items_job_state ON items (job, state, stage, id)`,
+  `CREATE TABLE file_cache (
+     job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns TEXT NOT NULL,
+     ino TEXT, dev TEXT, hash TEXT NOT NULL, version INTEGER,
+     PRIMARY KEY (job, path)
+   ) WITHOUT ROWID`,
+  `CREATE INDEX file_cache_ino ON file_cache (job, dev, ino)`,
+  `CREATE TABLE cloud_files (
+     job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns TEXT NOT NULL,
+     mode INTEGER NOT NULL, hash TEXT NOT NULL, version INTEGER NOT NULL,
+     PRIMARY KEY (job, path)
+   ) WITHOUT ROWID`,
+  `CREATE TABLE local_files (
+     job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns TEXT NOT NULL,
+     mode INTEGER NOT NULL, ino TEXT NOT NULL, dev TEXT NOT NULL,
+     PRIMARY KEY (job, path)
+   ) WITHOUT ROWID`,
+  `CREATE TABLE job_state (
+     job INTEGER PRIMARY KEY, newest_ns TEXT NOT NULL, entries INTEGER NOT NULL,
+     fingerprint TEXT NOT NULL, updated TEXT NOT NULL, cloud_saved INTEGER NOT NULL DEFAULT 0
+   )`,
+  `CREATE TABLE runs (
+     session TEXT NOT NULL, job INTEGER NOT NULL, pid INTEGER NOT NULL, state TEXT NOT NULL,
+     started TEXT NOT NULL, ended TEXT, PRIMARY KEY (session, job)
+   )`,
+];
+
+interface ItemRow {
+  id: number;
+  job: number;
+  session: string;
+  kind: ItemKind;
+  stage: number;
+  state: ItemState;
+  path: string;
+  new_path: string | null;
+  folder: number;
+  size: number;
+  mtime_ns: string;
+  mode: number;
+  ino: string | null;
+  dev: string | null;
+  hash: string;
+  base_version: number | null;
+  base_hash: string | null;
+  pack: string | null;
+  pack_bytes: number;
+  sig: string | null;
+  claimed_by: number | null;
+  error: string | null;
+}
+
+function toItem(r: ItemRow): WorkItem {
+  return {
+    id: r.id,
+    job: r.job,
+    session: r.session,
+    kind: r.kind,
+    stage: r.stage,
+    state: r.state,
+    path: r.path,
+    newPath: r.new_path,
+    folder: r.folder === 1,
+    size: r.size,
+    mtimeNs: r.mtime_ns,
+    mode: r.mode,
+    ino: r.ino,
+    dev: r.dev,
+    hash: r.hash,
+    baseVersion: r.base_version,
+    baseHash: r.base_hash,
+    pack: r.pack,
+    packBytes: r.pack_bytes,
+    sig: r.sig,
+    claimedBy: r.claimed_by,
+    error: r.error,
+  };
+}
+
+/** Upper bound for a `path >= prefix/ AND path < bound` range: everything under `prefix`. */
+export function underBounds(prefix: string): [string, string] {
+  return [`${prefix}/`, `${prefix}0`];
+}
+
+/** Whether the process `pid` is alive (best effort; pids can be reused). */
+export function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === "EPERM";
+  }
+}
+
+/** The work database. Open with {@link openWorkDb}; close when done. */
+export class WorkDb {
+  readonly db: DatabaseSync;
+  readonly path: string;
+  #stmts = new Map<string, StatementSync>();
+
+  constructor(db: DatabaseSync, path: string) {
+    this.db = db;
+    this.path = path;
+  }
+
+  /** A cached prepared statement. */
+  stmt(sql: string): StatementSync {
+    let s = this.#stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.#stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  /** Runs `fn` in one IMMEDIATE transaction (rolled back if it throws). */
+  tx<T>(fn: () => T): T {
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const r = fn();
+      this.db.exec("COMMIT");
+      return r;
+    } catch (err) {
+      this.db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.#stmts.clear();
+    this.db.close();
+  }
+
+  // ---- items ----
+
+  /** Adds items in state `planned` (call inside {@link tx} for many). Returns their ids. */
+  addItems(job: number, session: string, items: NewItem[]): number[] {
+    const s = this.stmt(
+      `INSERT INTO items (job, session, kind, stage, state, path, new_path, folder, size,
+         mtime_ns, mode, ino, dev, hash, base_version, base_hash, created)
+       VALUES (?, ?, ?, ?, 'planned', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const now = new Date().toISOString();
+    return items.map((i) =>
+      Number(
+        s.run(
+          job,
+          session,
+          i.kind,
+          i.stage ?? Stage.content,
+          i.path,
+          i.newPath ?? null,
+          i.folder ? 1 : 0,
+          i.size ?? 0,
+          i.mtimeNs ?? "0",
+          i.mode ?? 0,
+          i.ino ?? null,
+          i.dev ?? null,
+          i.hash ?? "",
+          i.baseVersion ?? null,
+          i.baseHash ?? null,
+          now,
+        ).lastInsertRowid,
+      )
+    );
+  }
+
+  /** Items of `job` in `state`, in stage and creation order. */
+  items(job: number, state?: ItemState, limit = -1): WorkItem[] {
+    const rows = state
+      ? this.stmt("SELECT * FROM items WHERE job = ? AND state = ? ORDER BY stage, id LIMIT ?")
+        .all(job, state, limit)
+      : this.stmt("SELECT * FROM items WHERE job = ? ORDER BY stage, id LIMIT ?").all(job, limit);
+    return (rows as unknown as ItemRow[]).map(toItem);
+  }
+
+  /** One item, or undefined. */
+  item(id: number): WorkItem | undefined {
+    const r = this.stmt("SELECT * FROM items WHERE id = ?").get(id);
+    return r ? toItem(r as unknown as ItemRow) : undefined;
+  }
+
+  /** Counts of `job`'s items by state. */
+  counts(job: number): Record<ItemState, number> {
+    const out: Record<ItemState, number> = { planned: 0, ready: 0, sending: 0, failed: 0 };
+    const rows = this.stmt("SELECT state, count(*) AS n FROM items WHERE job = ? GROUP BY state")
+      .all(job) as unknown as { state: ItemState; n: number }[];
+    for (const r of rows) out[r.state] = r.n;
+    return out;
+  }
+
+  /** Jobs that have items waiting to be sent. */
+  jobsWithWork(): number[] {
+    return (this.stmt(
+      "SELECT DISTINCT job FROM items WHERE state IN ('ready', 'sending', 'planned') ORDER BY job",
+    ).all() as unknown as { job: number }[]).map((r) => r.job);
+  }
+
+  /** Marks a planned item ready: its pack file is complete. */
+  markReady(id: number, pack: string | null, packBytes: number, sig: string | null): void {
+    this.stmt(
+      "UPDATE items SET state = 'ready', pack = ?, pack_bytes = ?, sig = ? WHERE id = ?",
+    ).run(pack, packBytes, sig, id);
+  }
+
+  /** Updates fields of a planned item before it is packed (e.g. an ADD that became UPDATE). */
+  replan(id: number, fields: Partial<Pick<WorkItem, "kind" | "baseVersion" | "baseHash">>): void {
+    const cur = this.item(id);
+    if (!cur) return;
+    this.stmt("UPDATE items SET kind = ?, base_version = ?, base_hash = ? WHERE id = ?").run(
+      fields.kind ?? cur.kind,
+      fields.baseVersion === undefined ? cur.baseVersion : fields.baseVersion,
+      fields.baseHash === undefined ? cur.baseHash : fields.baseHash,
+      id,
+    );
+  }
+
+  /** Removes items (their pack files are the caller's). */
+  removeItems(ids: number[]): void {
+    const s = this.stmt("DELETE FROM items WHERE id = ?");
+    for (const id of ids) s.run(id);
+  }
+
+  /** Marks an item failed with a reason. */
+  fail(id: number, error: string): void {
+    this.stmt("UPDATE items SET state = 'failed', claimed_by = NULL, error = ? WHERE id = ?")
+      .run(error, id);
+  }
+
+  /**
+   * Claims up to `max` ready items of `job` for the dequeuer `pid`, all of the lowest stage
+   * that still has unfinished items (so a folder move is applied before what depends on it).
+   * Returns nothing while a lower stage is still being planned, packed or sent.
+   */
+  claim(job: number, pid: number, max: number): WorkItem[] {
+    return this.tx(() => {
+      const low = this.stmt(
+        "SELECT min(stage) AS s FROM items WHERE job = ? AND state IN ('planned', 'ready', 'sending')",
+      ).get(job) as { s: number | null };
+      if (low.s === null) return [];
+      const rows = this.stmt(
+        "SELECT * FROM items WHERE job = ? AND state = 'ready' AND stage = ? ORDER BY id LIMIT ?",
+      ).all(job, low.s, max) as unknown as ItemRow[];
+      const s = this.stmt("UPDATE items SET state = 'sending', claimed_by = ? WHERE id = ?");
+      for (const r of rows) s.run(pid, r.id);
+      return rows.map((r) => toItem({ ...r, state: "sending", claimed_by: pid }));
+    });
+  }
+
+  /** Gives claimed items back (a transient failure): they are sent again later. */
+  unclaim(ids: number[]): void {
+    const s = this.stmt(
+      "UPDATE items SET state = 'ready', claimed_by = NULL WHERE id = ? AND state = 'sending'",
+    );
+    this.tx(() => {
+      for (const id of ids) s.run(id);
+    });
+  }
+
+  /**
+   * Before a new peek of `job`: removes every item no live dequeuer is sending (leftovers of
+   * an interrupted run; the new peek plans them again from the cloud's real state) and
+   * returns the pack/signature files to delete and the number of items still being sent.
+   */
+  discardLeftovers(job: number): { files: string[]; sending: number } {
+    return this.tx(() => {
+      const rows = this.stmt("SELECT * FROM items WHERE job = ?").all(job) as unknown as ItemRow[];
+      const files: string[] = [];
+      let sending = 0;
+      const del = this.stmt("DELETE FROM items WHERE id = ?");
+      for (const r of rows) {
+        if (r.state === "sending" && r.claimed_by !== null && pidAlive(r.claimed_by)) {
+          sending++;
+          continue;
+        }
+        if (r.pack) files.push(r.pack);
+        if (r.sig) files.push(r.sig);
+        del.run(r.id);
+      }
+      return { files, sending };
+    });
+  }
+
+  // ---- file cache ----
+
+  /** The cache entry of `path`. */
+  cached(job: number, path: string): CachedFile | undefined {
+    const r = this.stmt("SELECT * FROM file_cache WHERE job = ? AND path = ?").get(job, path);
+    return r ? fromCache(r) : undefined;
+  }
+
+  /** A cache entry for the same file (device + inode) with this size and mtime, any path. */
+  cachedByInode(
+    job: number,
+    dev: string,
+    ino: string,
+    size: number,
+    mtimeNs: string,
+  ): CachedFile | undefined {
+    const r = this.stmt(
+      "SELECT * FROM file_cache WHERE job = ? AND dev = ? AND ino = ? AND size = ? AND mtime_ns = ?",
+    ).get(job, dev, ino, size, mtimeNs);
+    return r ? fromCache(r) : undefined;
+  }
+
+  /** Records what was uploaded for `path`. */
+  putCached(job: number, f: CachedFile): void {
+    this.stmt(
+      `INSERT OR REPLACE INTO file_cache (job, path, size, mtime_ns, ino, dev, hash, version)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(job, f.path, f.size, f.mtimeNs, f.ino, f.dev, f.hash, f.version);
+  }
+
+  /** Renames cache entries: one file, or a folder and everything under it. */
+  moveCached(job: number, from: string, to: string, folder: boolean): void {
+    if (!folder) {
+      this.stmt("DELETE FROM file_cache WHERE job = ? AND path = ?").run(job, to);
+      this.stmt("UPDATE file_cache SET path = ? WHERE job = ? AND path = ?").run(to, job, from);
+      return;
+    }
+    const [lo, hi] = underBounds(from);
+    this.stmt(
+      `INSERT OR REPLACE INTO file_cache (job, path, size, mtime_ns, ino, dev, hash, version)
+       SELECT job, ? || substr(path, ?), size, mtime_ns, ino, dev, hash, version
+       FROM file_cache WHERE job = ? AND path >= ? AND path < ?`,
+    ).run(to, from.length + 1, job, lo, hi);
+    this.stmt("DELETE FROM file_cache WHERE job = ? AND path >= ? AND path < ?").run(job, lo, hi);
+  }
+
+  /** Forgets `path` (deleted from the cloud). */
+  dropCached(job: number, path: string): void {
+    this.stmt("DELETE FROM file_cache WHERE job = ? AND path = ?").run(job, path);
+  }
+
+  // ---- listings ----
+
+  /** Replaces the saved cloud listing of `job` with the files `rows` yields. */
+  async saveCloud(job: number, rows: AsyncIterable<CloudFile>, batch = 5000): Promise<number> {
+    this.tx(() => this.stmt("DELETE FROM cloud_files WHERE job = ?").run(job));
+    this.stmt("UPDATE job_state SET cloud_saved = 0 WHERE job = ?").run(job);
+    const ins = this.stmt(
+      `INSERT OR REPLACE INTO cloud_files (job, path, size, mtime_ns, mode, hash, version)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    let n = 0;
+    let buf: CloudFile[] = [];
+    const flush = () => {
+      const b = buf;
+      buf = [];
+      this.tx(() => {
+        for (const f of b) ins.run(job, f.path, f.size, f.mtimeNs, f.mode, f.hash, f.version);
+      });
+    };
+    for await (const f of rows) {
+      buf.push(f);
+      n++;
+      if (buf.length >= batch) flush();
+    }
+    flush();
+    this.stmt(
+      `INSERT INTO job_state (job, newest_ns, entries, fingerprint, updated, cloud_saved)
+       VALUES (?, '', 0, '', ?, 1)
+       ON CONFLICT (job) DO UPDATE SET cloud_saved = 1`,
+    ).run(job, new Date().toISOString());
+    return n;
+  }
+
+  /** Whether a complete cloud listing of `job` was saved (for `--skippeekcloud`). */
+  hasSavedCloud(job: number): boolean {
+    const r = this.stmt("SELECT cloud_saved FROM job_state WHERE job = ?").get(job) as
+      | { cloud_saved: number }
+      | undefined;
+    return r?.cloud_saved === 1;
+  }
+
+  /** Starts replacing the saved source listing of `job`. */
+  clearLocal(job: number): void {
+    this.stmt("DELETE FROM local_files WHERE job = ?").run(job);
+  }
+
+  /** Adds source files (call inside {@link tx}). */
+  putLocal(job: number, files: LocalFile[]): void {
+    const ins = this.stmt(
+      `INSERT OR REPLACE INTO local_files (job, path, size, mtime_ns, mode, ino, dev)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    for (const f of files) ins.run(job, f.path, f.size, f.mtimeNs, f.mode, f.ino, f.dev);
+  }
+
+  /** Number of saved cloud files of `job` (under `prefix` when given). */
+  cloudCount(job: number, prefix?: string): number {
+    if (prefix === undefined) {
+      return (this.stmt("SELECT count(*) AS n FROM cloud_files WHERE job = ?").get(job) as {
+        n: number;
+      }).n;
+    }
+    const [lo, hi] = underBounds(prefix);
+    return (this.stmt(
+      "SELECT count(*) AS n FROM cloud_files WHERE job = ? AND path >= ? AND path < ?",
+    ).get(job, lo, hi) as { n: number }).n;
+  }
+
+  /** Number of saved source files of `job`. */
+  localCount(job: number): number {
+    return (this.stmt("SELECT count(*) AS n FROM local_files WHERE job = ?").get(job) as {
+      n: number;
+    }).n;
+  }
+
+  // ---- per-job state ----
+
+  /** The skip-when-unchanged state of `job`, if a clean full peek recorded one. */
+  peekState(job: number): JobPeekState | undefined {
+    const r = this.stmt("SELECT * FROM job_state WHERE job = ?").get(job) as
+      | { newest_ns: string; entries: number; fingerprint: string; updated: string }
+      | undefined;
+    if (!r || r.newest_ns === "") return undefined;
+    return {
+      newestNs: r.newest_ns,
+      entries: r.entries,
+      fingerprint: r.fingerprint,
+      updated: r.updated,
+    };
+  }
+
+  /** Records the state of a clean full peek. */
+  setPeekState(job: number, s: Omit<JobPeekState, "updated">): void {
+    this.stmt(
+      `INSERT INTO job_state (job, newest_ns, entries, fingerprint, updated) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (job) DO UPDATE SET newest_ns = excluded.newest_ns, entries = excluded.entries,
+         fingerprint = excluded.fingerprint, updated = excluded.updated`,
+    ).run(job, s.newestNs, s.entries, s.fingerprint, new Date().toISOString());
+  }
+
+  /** Forgets the skip state: the next run of `job` does a full peek. */
+  invalidatePeekState(job: number): void {
+    this.stmt("UPDATE job_state SET newest_ns = '' WHERE job = ?").run(job);
+  }
+
+  // ---- runs ----
+
+  /** Records (or restarts) the enqueuer run of `job` in `session`. */
+  startRun(session: string, job: number, pid = process.pid): void {
+    this.stmt(
+      `INSERT OR REPLACE INTO runs (session, job, pid, state, started, ended)
+       VALUES (?, ?, ?, 'running', ?, NULL)`,
+    ).run(session, job, pid, new Date().toISOString());
+  }
+
+  /** Ends the enqueuer run of `job` in `session`. */
+  endRun(session: string, job: number, ok: boolean): void {
+    this.stmt("UPDATE runs SET state = ?, ended = ? WHERE session = ? AND job = ?").run(
+      ok ? "done" : "failed",
+      new Date().toISOString(),
+      session,
+      job,
+    );
+  }
+
+  /** The enqueuer run of `job` in `session`, if one started. */
+  run(session: string, job: number): RunRow | undefined {
+    return this.stmt("SELECT * FROM runs WHERE session = ? AND job = ?").get(session, job) as
+      | RunRow
+      | undefined;
+  }
+
+  /** Removes run rows older than `days`. */
+  pruneRuns(days = 7): void {
+    const cut = new Date(Date.now() - days * 86400_000).toISOString();
+    this.stmt("DELETE FROM runs WHERE started < ?").run(cut);
+  }
+}
+
+function fromCache(r: unknown): CachedFile {
+  const x = r as {
+    path: string;
+    size: number;
+    mtime_ns: string;
+    ino: string | null;
+    dev: string | null;
+    hash: string;
+    version: number | null;
+  };
+  return {
+    path: x.path,
+    size: x.size,
+    mtimeNs: x.mtime_ns,
+    ino: x.ino,
+    dev: x.dev,
+    hash: x.hash,
+    version: x.version,
+  };
+}
+
+/**
+ * Opens (creating if needed) the work database at `path`.
+ *
+ * @example
+ * ```ts
+ * const work = openWorkDb(join(paths.work, "work.db"));
+ * ```
+ */
+export function openWorkDb(path: string): WorkDb {
+  mkdirSync(dirname(path), { recursive: true });
+  const db = new DatabaseSync(path, { timeout: 60_000 });
+  db.exec("PRAGMA journal_mode = WAL");
+  db.exec("PRAGMA synchronous = NORMAL");
+  db.exec("PRAGMA busy_timeout = 60000");
+  const v = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
+  if (v < 1) {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      const again =
+        (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
+      if (again < 1) {
+        for (const sql of schema) db.exec(sql);
+        db.exec("PRAGMA user_version = 1");
+      }
+      db.exec("COMMIT");
+    } catch (err) {
+      db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+  return new WorkDb(db, path);
+}

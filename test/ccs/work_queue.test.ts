@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { join } from "node:path";
+import { openWorkDb, Stage } from "../../src/ccs/work_queue.ts";
+import { tempDir } from "../helpers/tmp.ts";
+
+test("claim() hands out the lowest unfinished stage first, once", () => {
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  const [mv, a, b] = w.tx(() =>
+    w.addItems(1, "s", [
+      { kind: "MOVE", path: "A", newPath: "B", folder: true, stage: Stage.folderMove },
+      { kind: "ADD", path: "x", size: 3 },
+      { kind: "UPDATE", path: "B/y", baseVersion: 4 },
+    ])
+  );
+  w.markReady(a!, "/p/a", 10, null);
+  w.markReady(b!, "/p/b", 10, null);
+  assert.deepEqual(w.claim(1, 111, 10), [], "the move is still planned: nothing of stage 2");
+  w.markReady(mv!, "/p/mv", 5, null);
+  const first = w.claim(1, 111, 10);
+  assert.deepEqual(first.map((i) => i.id), [mv]);
+  assert.deepEqual(w.claim(1, 222, 10), [], "claimed items are not handed out twice");
+  w.removeItems([mv!]);
+  assert.deepEqual(w.claim(1, 111, 10).map((i) => i.kind), ["ADD", "UPDATE"]);
+  w.close();
+});
+
+test("discardLeftovers() keeps only items a live dequeuer is sending", () => {
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  const ids = w.tx(() =>
+    w.addItems(2, "s", [{ kind: "ADD", path: "a" }, { kind: "ADD", path: "b" }, {
+      kind: "ADD",
+      path: "c",
+    }])
+  );
+  for (const id of ids) w.markReady(id, `/p/${id}`, 1, null);
+  w.claim(2, process.pid, 1); // a: live claim
+  w.db.prepare("UPDATE items SET state = 'sending', claimed_by = 999999999 WHERE id = ?").run(
+    ids[1]!,
+  );
+  const r = w.discardLeftovers(2);
+  assert.equal(r.sending, 1);
+  assert.deepEqual(r.files.sort(), [`/p/${ids[1]}`, `/p/${ids[2]}`]);
+  assert.deepEqual(w.items(2).map((i) => i.path), ["a"]);
+  w.close();
+});
+
+test("file cache follows a folder move", () => {
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  for (const p of ["A/1", "A/s/2", "AB/3"]) {
+    w.putCached(3, { path: p, size: 1, mtimeNs: "1", ino: "9", dev: "1", hash: "h", version: 1 });
+  }
+  w.moveCached(3, "A", "Z", true);
+  assert.ok(w.cached(3, "Z/1"));
+  assert.ok(w.cached(3, "Z/s/2"));
+  assert.ok(w.cached(3, "AB/3"), "a sibling with the same prefix stays");
+  assert.equal(w.cached(3, "A/1"), undefined);
+  assert.ok(w.cachedByInode(3, "1", "9", 1, "1"));
+  w.close();
+});
+
+test("peek state is kept, invalidated and per job", () => {
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  w.setPeekState(4, { newestNs: "100", entries: 5, fingerprint: "f" });
+  assert.equal(w.peekState(4)?.newestNs, "100");
+  assert.equal(w.peekState(5), undefined);
+  w.invalidatePeekState(4);
+  assert.equal(w.peekState(4), undefined);
+  w.close();
+});
