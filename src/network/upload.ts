@@ -108,7 +108,9 @@ export class Uploads {
     req: IncomingMessage,
   ): Promise<UploadStatus> {
     const key = `${job.id}/${id}`;
-    if (this.#busy.has(key)) throw new HttpError(409, "upload busy: another request is writing it");
+    if (this.#busy.has(key)) { // Transient: the other request ends soon (or its client went away).
+      throw new HttpError(503, "upload busy", { headers: { "retry-after": "1" } });
+    }
     this.#busy.add(key);
     try {
       let s = await this.status(job, id);

@@ -242,6 +242,59 @@ describe("cncopd packs, reports, retention", () => {
     assert.equal((await client.versions("9", "r.txt")).length, 1);
   });
 
+  test("an upload cut mid-way resumes: the retry sends only the rest; a repeated chunk is harmless", async () => {
+    const f = join(work, "big.bin");
+    const data = randomBytes(3_000_000);
+    await writeFile(f, data);
+    const p = await packAdd(packPath(), {
+      job: "14",
+      path: "big.bin",
+      source: f,
+      compression: "none",
+    });
+    const bytes = await readFile(p.path);
+    const created = await client.json<{ offset: number }>({
+      method: "POST",
+      path: "/v1/jobs/14/uploads",
+      headers: { "content-type": "application/json" },
+      body: Buffer.from(JSON.stringify({ id: "cut1", size: bytes.length })),
+    });
+    assert.equal(created.offset, 0);
+    // Send half of one big chunk, then cut the connection.
+    const url = new URL("/v1/jobs/14/uploads/cut1", d.url);
+    const req = http.request(url, {
+      method: "PATCH",
+      headers: {
+        authorization: `Bearer ${d.token}`,
+        "upload-offset": "0",
+        "content-length": String(bytes.length),
+      },
+    });
+    req.on("error", () => {});
+    req.write(bytes.subarray(0, 1_500_000));
+    const status = () =>
+      client.json<{ offset: number }>({ method: "GET", path: "/v1/jobs/14/uploads/cut1" });
+    while ((await status()).offset < 1_000_000) await new Promise((r) => setTimeout(r, 10));
+    req.destroy();
+    let cutAt = (await status()).offset;
+    assert.ok(cutAt > 0 && cutAt <= 1_500_000, `cut at ${cutAt}`);
+    // A repeated first chunk changes nothing.
+    const again = await client.json<{ offset: number }>({
+      method: "PATCH",
+      path: "/v1/jobs/14/uploads/cut1",
+      headers: { "upload-offset": "0" },
+      body: bytes.subarray(0, 1000),
+    }); // retried on 503 while the cut request still holds the upload
+    assert.ok(again.offset >= cutAt);
+    cutAt = (await status()).offset;
+    const r = await client.uploadPack("14", p.path, { id: "cut1", chunkSize: 512 * 1024 });
+    assert.equal(r.resumedFrom, cutAt);
+    assert.equal(r.sentBytes, bytes.length - cutAt, "only the rest was sent");
+    const to = join(work, "resume-to");
+    await restoreFiles({ client, job: "14", to });
+    assert.deepEqual(await readFile(join(to, "big.bin")), data);
+  });
+
   test("sendReport() stores JE, JS and JF per job, once per id", async () => {
     await client.sendReport("11", "JE", { message: "disk full" }, "run1-je");
     await client.sendReport("11", "JE", { message: "disk full" }, "run1-je");
