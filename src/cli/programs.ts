@@ -38,6 +38,7 @@ export const programs: Record<string, ProgramEntry> = {
   },
   cncopd: { summary: "the cncop network server", load: () => import("./cncopd.ts") },
   init: { summary: "create or complete an application directory", load: () => import("./init.ts") },
+  zx: { summary: "run a zx script (.mjs) with zx's globals", load: () => import("./zx.ts") },
   version: {
     summary: "print version, platform, native core and runtime versions",
     load: () => import("./version.ts"),
