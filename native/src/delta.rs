@@ -280,6 +280,9 @@ impl<W: Write> Emitter<W> {
         Ok(())
     }
     fn literal(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
         self.flush_copy()?;
         self.literal += bytes.len() as u64;
         let mut rest = bytes;

@@ -206,8 +206,12 @@ fn build_set(patterns: &[String]) -> Result<Option<GlobSet>, String> {
         return Ok(None);
     }
     let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        let g = GlobBuilder::new(p)
+    // picomatch lets `dir/**` match `dir` itself; globset does not, so add `dir` too.
+    let extra = patterns
+        .iter()
+        .filter_map(|p| p.strip_suffix("/**").map(str::to_string));
+    for p in patterns.iter().cloned().chain(extra) {
+        let g = GlobBuilder::new(&p)
             .literal_separator(true)
             .backslash_escape(true)
             .build()

@@ -389,9 +389,9 @@ async function deltaTo(s: Signature, file: FileHandle, out: Out): Promise<DeltaS
         rolling = false;
       }
     }
-    const avail = len - start;
-    if (avail >= bs && full > 0 && !eof) continue; // need more input
+    if (!eof && full > 0) continue; // need more input
     if (!eof) {
+      const avail = len - start;
       // No full blocks in the base: nothing can match before the tail.
       const give = avail - bs;
       em.literalBytes(buf.subarray(start, start + give));

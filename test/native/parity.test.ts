@@ -1,0 +1,166 @@
+// Runs the native addon and the portable twin on the same inputs and requires identical
+// output: signature and delta bytes, delta stats, hashes, walk listings.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import type { NativeCore, WalkEntry, WalkOptions } from "../../src/native/mod.ts";
+import { addon, noAddon, portable, randomBytes, scratch } from "./_helpers.ts";
+
+const native = addon as NativeCore;
+
+function deltaCases(): [string, Buffer, Buffer, number][] {
+  const base = randomBytes(300_000, 11);
+  const blocks: Buffer[] = [];
+  for (let i = 0; i < base.length; i += 512) blocks.push(base.subarray(i, i + 512));
+  const shuffled = Buffer.concat(blocks.map((_, i) => blocks[(i * 7919) % blocks.length]!));
+  const edited = Buffer.from(base);
+  for (let i = 0; i < 40; i++) edited.fill(0x41 + i, 1000 + i * 7001, 1000 + i * 7001 + 50);
+  const zeros = Buffer.alloc(20_000);
+  const big = randomBytes(9_500_000, 12); // past the 8 MiB read window
+  const bigEdited = Buffer.concat([
+    big.subarray(0, 4_000_000),
+    Buffer.from("inserted"),
+    big.subarray(4_000_000, 9_000_000),
+    randomBytes(1_300_000, 13),
+  ]);
+  return [
+    ["both empty", Buffer.alloc(0), Buffer.alloc(0), 0],
+    ["empty base", Buffer.alloc(0), randomBytes(5000, 1), 0],
+    ["empty new", base, Buffer.alloc(0), 0],
+    ["shorter than a block", base.subarray(0, 100), base.subarray(0, 100), 0],
+    ["short base, longer new", base.subarray(0, 100), base.subarray(0, 5000), 0],
+    ["identical", base, base, 0],
+    ["insert at 0", base, Buffer.concat([Buffer.from("xy"), base]), 0],
+    ["append", base, Buffer.concat([base, Buffer.from("tail data")]), 0],
+    ["truncate", base, base.subarray(0, 150_001), 0],
+    ["shuffled blocks", base, shuffled, 512],
+    ["scattered edits", base, edited, 0],
+    ["random", base, randomBytes(250_000, 3), 0],
+    ["repeated blocks", zeros, Buffer.concat([zeros, Buffer.from("x"), zeros]), 512],
+    ["block 64", base, edited, 64],
+    ["block 1000 (not a power of two)", base, edited, 1000],
+    ["block multiple", base.subarray(0, 4096 * 10), base.subarray(4096, 4096 * 10), 4096],
+    ["literal > 1 MiB, window refills", big, bigEdited, 0],
+  ];
+}
+
+test(
+  "signature() and delta() give byte-identical files native vs portable",
+  { skip: noAddon },
+  async () => {
+    const s = scratch("pd");
+    try {
+      for (const [what, base, next, bs] of deltaCases()) {
+        const p = (f: string) => join(s.dir, f);
+        writeFileSync(p("base"), base);
+        writeFileSync(p("new"), next);
+        await native.signature(p("base"), p("sig.n"), bs);
+        await portable.signature(p("base"), p("sig.p"), bs);
+        assert.deepEqual(readFileSync(p("sig.p")), readFileSync(p("sig.n")), `${what}: signature`);
+        const sn = await native.delta(p("sig.n"), p("new"), p("delta.n"));
+        const sp = await portable.delta(p("sig.n"), p("new"), p("delta.p"));
+        assert.deepEqual(sp, sn, `${what}: stats`);
+        assert.deepEqual(readFileSync(p("delta.p")), readFileSync(p("delta.n")), `${what}: delta`);
+        // Each applies the other's delta.
+        await native.patch(p("base"), p("delta.p"), p("out.n"), sn.newBlake3);
+        await portable.patch(p("base"), p("delta.n"), p("out.p"), sn.newBlake3);
+        assert.ok(readFileSync(p("out.n")).equals(next), `${what}: native patch`);
+        assert.ok(readFileSync(p("out.p")).equals(next), `${what}: portable patch`);
+      }
+    } finally {
+      s.done();
+    }
+  },
+);
+
+test("hashes agree native vs portable, on buffers and files", { skip: noAddon }, async () => {
+  const s = scratch("ph");
+  try {
+    for (const n of [0, 1, 63, 64, 1023, 1024, 1025, 100_000, 9_000_001]) {
+      const data = randomBytes(n, n + 1);
+      const f = join(s.dir, `f${n}`);
+      writeFileSync(f, data);
+      assert.equal(portable.xxh3(data), native.xxh3(data), `xxh3 ${n}`);
+      assert.equal(portable.blake3(data), native.blake3(data), `blake3 ${n}`);
+      assert.equal(await portable.xxh3File(f), native.xxh3(data), `xxh3File ${n}`);
+      assert.equal(await native.xxh3File(f), native.xxh3(data), `xxh3File ${n}`);
+      assert.equal(await portable.blake3File(f), native.blake3(data), `blake3File ${n}`);
+      assert.equal(await native.blake3File(f), native.blake3(data), `blake3File ${n}`);
+    }
+  } finally {
+    s.done();
+  }
+});
+
+/** A tree with the awkward cases: unicode, long names, hidden and ignore files, links. */
+export function makeTree(root: string): void {
+  const w = (p: string, data = p) => writeFileSync(join(root, p), data);
+  const d = (p: string) => mkdirSync(join(root, p), { recursive: true });
+  d("a/b/c");
+  d("a.b");
+  d("a-b");
+  d("empty");
+  d("dir with space");
+  d("日本語");
+  w("a/b/c/deep.txt");
+  w("a/b/x.txt");
+  w("a/readme.md");
+  w("a.b/y.log");
+  w("a-b/z.txt");
+  w(".hidden");
+  w(".gitignore", "*\n");
+  w("dir with space/file one.txt");
+  w("日本語/ファイル.txt");
+  w("é.md");
+  w("\uff61.txt"); // sorts before the emoji in UTF-8, after it in UTF-16
+  w("😀.txt");
+  w("x".repeat(255));
+  w("b.md");
+  symlinkSync("..", join(root, "a/b/loop"));
+  symlinkSync("self", join(root, "self"));
+  symlinkSync("nowhere", join(root, "dangling"));
+  symlinkSync("a/readme.md", join(root, "link-to-file"));
+  symlinkSync("a/b", join(root, "link-to-dir"));
+  if (spawnSync("mkfifo", [join(root, "fifo")]).status !== 0) w("fifo");
+}
+
+async function listing(core: NativeCore, root: string, o: WalkOptions): Promise<WalkEntry[]> {
+  const all: WalkEntry[] = [];
+  for await (const b of core.walk(root, o)) {
+    assert.ok(b.length > 0 && b.length <= (o.batchSize ?? 4096));
+    all.push(...b);
+  }
+  return all;
+}
+
+test("walk() gives equal listings native vs portable", { skip: noAddon }, async () => {
+  const s = scratch("pw");
+  try {
+    makeTree(s.dir);
+    const options: WalkOptions[] = [
+      {},
+      { followLinks: false },
+      { skipLinks: true },
+      { oneFileSystem: true, batchSize: 3 },
+      { include: ["**/*.txt"], reportExcluded: true },
+      { include: ["**/*.txt"] },
+      { include: ["a"], exclude: ["a/b/c"] },
+      { include: ["a/**"], reportExcluded: true },
+      { include: ["a/*/x.txt", "?.md", "[ab].*", "[!a]*.md"], reportExcluded: true },
+      { include: ["{a,a-b}/*.txt", "**/.hidden"], reportExcluded: true },
+      { include: ["dir with space/*"], exclude: ["**/loop"], reportExcluded: true },
+      { exclude: ["*.txt", ".*"] },
+      { exclude: ["**/b"] },
+    ];
+    for (const o of options) {
+      const n = await listing(native, s.dir, o);
+      const p = await listing(portable, s.dir, o);
+      assert.deepEqual(p, n, JSON.stringify(o));
+      assert.ok(n.length > 0, JSON.stringify(o));
+    }
+  } finally {
+    s.done();
+  }
+});
