@@ -96,13 +96,17 @@ export async function acquireLock(path: string, options: LockOptions): Promise<H
     }
     if (options.timeoutMs !== undefined && Date.now() - started >= options.timeoutMs) {
       throw new LockedError(
-        `${options.what} is still locked after ${Math.round(options.timeoutMs / 1000)} s`,
+        `${options.what} is still locked after ${formatWait(options.timeoutMs)}`,
         { hint: "another run holds it; try again later" },
       );
     }
     await sleep(pause, options.signal);
     pause = Math.min(500, pause * 2);
   }
+}
+
+function formatWait(ms: number): string {
+  return ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`;
 }
 
 /** Runs `fn` holding the lock; releases it however `fn` ends. */
