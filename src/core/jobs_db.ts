@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync, SQLInputValue } from "node:sqlite";
+import { openSqlite, transaction, userVersion } from "./sqlite.ts";
 import { CncopError, JobNotFoundError, UsageError } from "./errors.ts";
 
 /** Every job type, and the direction each moves data. */
@@ -259,32 +260,12 @@ export class JobsDb {
     };
     validateJob(j);
     this.checkTitleFree(j.title, undefined);
+    const cols = columnValues(j);
+    const names = Object.keys(cols);
     const res = this.db.prepare(
-      `INSERT INTO jobs (jobtitle, jobtype, direction, source, destination, max_retries, prerun,
-         postrun_success, postrun_failure, command_timeout, delete_collar, include_filters,
-         exclude_filters, retention_days, enabled, agent_args, settings, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(
-      j.title,
-      j.type,
-      j.direction,
-      j.source,
-      j.destination,
-      j.maxRetries,
-      j.prerun,
-      j.postrunSuccess,
-      j.postrunFailure,
-      j.commandTimeout,
-      j.deleteCollar,
-      JSON.stringify(j.include),
-      JSON.stringify(j.exclude),
-      j.retentionDays,
-      j.enabled ? 1 : 0,
-      JSON.stringify(j.agentArgs),
-      JSON.stringify(j.settings),
-      now,
-      now,
-    );
+      `INSERT INTO jobs (${names.join(", ")}, created_at, updated_at)
+       VALUES (${names.map(() => "?").join(", ")}, ?, ?)`,
+    ).run(...Object.values(cols), now, now);
     return this.find(Number(res.lastInsertRowid));
   }
 
@@ -296,33 +277,11 @@ export class JobsDb {
     j.title = j.title.trim();
     validateJob(j);
     this.checkTitleFree(j.title, old.id);
+    const cols = columnValues(j);
     this.db.prepare(
-      `UPDATE jobs SET jobtitle = ?, jobtype = ?, direction = ?, source = ?, destination = ?,
-         max_retries = ?, prerun = ?, postrun_success = ?, postrun_failure = ?,
-         command_timeout = ?, delete_collar = ?, include_filters = ?, exclude_filters = ?,
-         retention_days = ?, enabled = ?, agent_args = ?, settings = ?, updated_at = ?
+      `UPDATE jobs SET ${Object.keys(cols).map((c) => `${c} = ?`).join(", ")}, updated_at = ?
        WHERE jobid = ?`,
-    ).run(
-      j.title,
-      j.type,
-      j.direction,
-      j.source,
-      j.destination,
-      j.maxRetries,
-      j.prerun,
-      j.postrunSuccess,
-      j.postrunFailure,
-      j.commandTimeout,
-      j.deleteCollar,
-      JSON.stringify(j.include),
-      JSON.stringify(j.exclude),
-      j.retentionDays,
-      j.enabled ? 1 : 0,
-      JSON.stringify(j.agentArgs),
-      JSON.stringify(j.settings),
-      new Date().toISOString(),
-      old.id,
-    );
+    ).run(...Object.values(cols), new Date().toISOString(), old.id);
     return this.find(old.id);
   }
 
@@ -335,15 +294,7 @@ export class JobsDb {
 
   /** Runs `fn` in one transaction: all of it lands, or none. */
   transaction<T>(fn: () => T): T {
-    this.db.exec("BEGIN IMMEDIATE");
-    try {
-      const out = fn();
-      this.db.exec("COMMIT");
-      return out;
-    } catch (err) {
-      this.db.exec("ROLLBACK");
-      throw err;
-    }
+    return transaction(this.db, fn);
   }
 
   close(): void {
@@ -362,14 +313,38 @@ export class JobsDb {
   }
 }
 
+/** The stored columns of a job's fields (everything but id and the timestamps). */
+function columnValues(
+  j: Omit<Job, "id" | "createdAt" | "updatedAt">,
+): Record<string, SQLInputValue> {
+  return {
+    jobtitle: j.title,
+    jobtype: j.type,
+    direction: j.direction,
+    source: j.source,
+    destination: j.destination,
+    max_retries: j.maxRetries,
+    prerun: j.prerun,
+    postrun_success: j.postrunSuccess,
+    postrun_failure: j.postrunFailure,
+    command_timeout: j.commandTimeout,
+    delete_collar: j.deleteCollar,
+    include_filters: JSON.stringify(j.include),
+    exclude_filters: JSON.stringify(j.exclude),
+    retention_days: j.retentionDays,
+    enabled: j.enabled ? 1 : 0,
+    agent_args: JSON.stringify(j.agentArgs),
+    settings: JSON.stringify(j.settings),
+  };
+}
+
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** Applies pending migrations in one transaction; returns the version reached. */
 export function migrateJobsDb(db: DatabaseSync, path: string): number {
-  const current = (db.prepare("PRAGMA user_version").get() as { user_version: number })
-    .user_version;
+  const current = userVersion(db);
   if (current > migrations.length) {
     throw new CncopError(
       `${path} has schema version ${current}, newer than this cncop (${migrations.length})`,
@@ -377,17 +352,11 @@ export function migrateJobsDb(db: DatabaseSync, path: string): number {
     );
   }
   if (current === migrations.length) return current;
-  db.exec("BEGIN IMMEDIATE");
-  try {
+  transaction(db, () => {
     // Re-read inside the write lock: another process may have migrated meanwhile.
-    const v = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
-    for (let i = v; i < migrations.length; i++) db.exec(migrations[i]!);
+    for (let i = userVersion(db); i < migrations.length; i++) db.exec(migrations[i]!);
     db.exec(`PRAGMA user_version = ${migrations.length}`);
-    db.exec("COMMIT");
-  } catch (err) {
-    db.exec("ROLLBACK");
-    throw err;
-  }
+  });
   return migrations.length;
 }
 
@@ -395,10 +364,7 @@ export function migrateJobsDb(db: DatabaseSync, path: string): number {
 export function openJobsDb(path: string, defaults: Partial<JobDefaults> = {}): JobsDb {
   let db: DatabaseSync;
   try {
-    db = new DatabaseSync(path);
-    db.exec("PRAGMA journal_mode = WAL");
-    db.exec("PRAGMA busy_timeout = 10000");
-    db.exec("PRAGMA synchronous = FULL");
+    db = openSqlite(path);
   } catch (err) {
     throw new CncopError(`cannot open the job database ${path}: ${String(err)}`, {
       hint: "check the application directory (cncop init) and its permissions",
