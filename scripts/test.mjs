@@ -30,7 +30,9 @@ step("deno smoke");
 const home = tmpdir("cncop-deno-smoke");
 const env = { ...process.env, CNCOP_HOME: path.join(home, "home") };
 await $({ env })`deno run -A src/cli/main.ts init`;
-await $({ env })`deno run -A src/cli/main.ts cncopjobs add --title Smoke --type ccs --source ${home}`;
+await $({
+  env,
+})`deno run -A src/cli/main.ts cncopjobs add --title Smoke --type ccs --source ${home}`;
 const list = await $({ env })`deno run -A src/cli/main.ts cncopjobs list`;
 if (!/Smoke/.test(list.stdout)) throw new Error("deno smoke: the job added is not listed");
 await $({ env })`deno run -A src/cli/main.ts version`;

@@ -94,7 +94,12 @@ export interface NativeCore {
    * and throws (leaving no `outPath`) on mismatch, on a COPY past the base's end, or on a
    * malformed delta.
    */
-  patch(basePath: string, deltaPath: string, outPath: string, expectedBlake3: string): Promise<void>;
+  patch(
+    basePath: string,
+    deltaPath: string,
+    outPath: string,
+    expectedBlake3: string,
+  ): Promise<void>;
 
   /**
    * Takes an OS file lock (flock / LockFileEx) on `path`, created if missing; released by the
