@@ -183,6 +183,8 @@ export async function readPack(
     const sink = bodyTo !== undefined
       ? createWriteStream(bodyTo, { flags: "w", mode: 0o600 })
       : new Writable({ write: (_c, _e, cb) => cb() });
+    let sinkError: unknown;
+    sink.on("error", (e: Error) => (sinkError ??= e));
     try {
       if (header.bodySize === 0) {
         // Nothing to decompress: the end frame must follow at once.
@@ -203,9 +205,19 @@ export async function readPack(
       }
     } catch (err) {
       if (err instanceof PackRejectedError) throw err;
+      // Our own I/O failing (disk full, too many files) says nothing about the pack.
+      if (sinkError !== undefined) throw sinkError;
+      if (typeof (err as { syscall?: unknown }).syscall === "string") throw err;
       throw new PackRejectedError(`pack body is corrupt: ${(err as Error).message}`, {
         cause: err,
       });
+    } finally {
+      // Release the body file's descriptor on every path before anyone removes it.
+      if (!sink.closed) {
+        const closed = new Promise<void>((res) => sink.once("close", () => res()));
+        if (!sink.writableFinished) sink.destroy();
+        await closed;
+      }
     }
     if (produced !== header.bodySize) {
       throw new PackRejectedError(

@@ -240,8 +240,15 @@ export class Catalog {
 
   // --- versions ---
 
-  /** Current versions (or those valid at `at`), sorted by path, optionally under a prefix. */
-  *tree(jobId: number, options: { prefix?: string; at?: number } = {}): Iterable<VersionRow> {
+  /**
+   * Current versions (or those valid at `at`), sorted by path, optionally under a prefix.
+   * Read in pages of `page` rows, so no statement stays open while a caller awaits; give
+   * `at` for a listing that stays consistent across pages while packs are applied.
+   */
+  *tree(
+    jobId: number,
+    options: { prefix?: string; at?: number; page?: number } = {},
+  ): Iterable<VersionRow> {
     const params: SQLInputValue[] = [jobId];
     let where = "job_id = ?";
     if (options.at === undefined) where += ` AND ${CURRENT}`;
@@ -254,8 +261,17 @@ export class Catalog {
       where += " AND (path = ? OR substr(path, 1, ?) = ?)";
       params.push(p, p.length + 1, p + "/");
     }
-    const stmt = this.db.prepare(`SELECT * FROM versions WHERE ${where} ORDER BY path`);
-    for (const row of stmt.iterate(...params)) yield row as unknown as VersionRow;
+    const page = options.page ?? 1000;
+    const stmt = this.db.prepare(
+      `SELECT * FROM versions WHERE ${where} AND path > ? ORDER BY path LIMIT ${page}`,
+    );
+    let after = "";
+    for (;;) {
+      const rows = stmt.all(...params, after) as unknown as VersionRow[];
+      yield* rows;
+      if (rows.length < page) return;
+      after = rows[rows.length - 1]!.path;
+    }
   }
   /** Every version of a path, newest first. */
   versionsOf(jobId: number, path: string): VersionRow[] {

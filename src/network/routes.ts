@@ -172,7 +172,8 @@ async function listFiles(
   res: ServerResponse,
 ): Promise<void> {
   const prefix = url.searchParams.get("prefix") ?? undefined;
-  const at = parseAt(url.searchParams.get("at"));
+  // A fixed point in time keeps the listing consistent while packs are applied meanwhile.
+  const at = parseAt(url.searchParams.get("at")) ?? ctx.catalog.now();
   res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
   for (const v of ctx.catalog.tree(job.id, { prefix, at })) await writeLine(res, versionJson(v));
   res.end();

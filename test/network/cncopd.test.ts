@@ -449,3 +449,52 @@ describe("cncopd auth", () => {
     assert.doesNotMatch(list.stdout, /cncop_/, "tokens are never shown again");
   });
 });
+
+describe("cncopd check and restore verification", () => {
+  let d: CncopdHandle;
+  let client: NetworkClient;
+  before(async () => {
+    d = await startCncopd();
+    client = new NetworkClient({ url: d.url, token: d.token, retries: 1, backoffMs: 50 });
+  });
+  after(async () => {
+    client.close();
+    await d.cleanup();
+  });
+
+  test("content ranges, request limits, a corrupt blob found by check and refused by restore", async () => {
+    const f = join(work, "chk.bin");
+    const data = randomBytes(100_000);
+    await writeFile(f, data);
+    const up = await client.uploadPack(
+      "20",
+      (await packAdd(packPath(), { job: "20", path: "chk.bin", source: f })).path,
+    );
+    const v = up.result.version!;
+    const parts: Buffer[] = [];
+    for await (const c of await client.openContent("20", v, 99_000)) parts.push(c as Buffer);
+    assert.deepEqual(Buffer.concat(parts), data.subarray(99_000));
+
+    await assert.rejects(
+      client.sendReport("20", "JE", { blob: "x".repeat(2 * 1024 * 1024) }),
+      (e: unknown) => e instanceof NetworkError && e.status === 413,
+    );
+
+    assert.equal((await d.admin(["check"])).code, 0);
+    const hash = (await client.version("20", v)).hash;
+    const blob = join(d.dataDir, "blobs", "1", hash.slice(0, 2), hash.slice(2, 4), hash);
+    const bytes = await readFile(blob);
+    bytes[500]! ^= 1;
+    await writeFile(blob, bytes);
+    const c = await d.admin(["check"]);
+    assert.equal(c.code, 1);
+    assert.match(c.stdout, new RegExp(`corrupt\\tdevice 1\\t${hash}`));
+    await assert.rejects(
+      restoreFiles({ client, job: "20", to: join(work, "chk-to") }),
+      /does not match its hash/,
+    );
+    await assert.rejects(stat(join(work, "chk-to", "chk.bin")), { code: "ENOENT" });
+    await rm(blob);
+    assert.match((await d.admin(["check"])).stdout, /missing\tdevice 1/);
+  });
+});
