@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { createUniqueLog, logBaseName, openLog, pruneLogs } from "../../src/core/log.ts";
+import { logBaseName, openLog, pruneLogs } from "../../src/core/log.ts";
 import { localDate, newestLog, parseLogName } from "../../src/core/log_find.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
@@ -69,7 +69,7 @@ test("openLog() daily logs append; -d writes diagnostics to the spool", () => {
   b.error("second");
   b.close();
   const text = readFileSync(join(dir, "NQ-2026-11-21.log"), "utf8");
-  assert.match(text, /INFO  \[backupagentnq \d+\] first\n.*ERROR \[backupagentnq \d+\] second\n$/);
+  assert.match(text, /INFO {2}\[backupagentnq \d+\] first\n.*ERROR \[backupagentnq \d+\] second\n$/);
   assert.doesNotMatch(text, /detail/);
   const dbg = readFileSync(join(spool, "NQ-2026-11-21.log"), "utf8");
   assert.match(dbg, /first/);
