@@ -106,6 +106,10 @@ export interface RunRow {
   session: string;
   job: number;
   pid: number;
+  /** The enqueuer's parent (the dispatcher). */
+  ppid: number;
+  /** When the enqueuer process started (ms since the epoch). */
+  proc_start: number;
   state: "running" | "done" | "failed";
   started: string;
   ended: string | null;
@@ -159,8 +163,9 @@ const schema = [
      fingerprint TEXT NOT NULL, updated TEXT NOT NULL, cloud_saved INTEGER NOT NULL DEFAULT 0
    )`,
   `CREATE TABLE runs (
-     session TEXT NOT NULL, job INTEGER NOT NULL, pid INTEGER NOT NULL, state TEXT NOT NULL,
-     started TEXT NOT NULL, ended TEXT, PRIMARY KEY (session, job)
+     session TEXT NOT NULL, job INTEGER NOT NULL, pid INTEGER NOT NULL, ppid INTEGER NOT NULL,
+     proc_start INTEGER NOT NULL, state TEXT NOT NULL, started TEXT NOT NULL, ended TEXT,
+     PRIMARY KEY (session, job)
    )`,
 ];
 
@@ -580,11 +585,18 @@ export class WorkDb {
   // ---- runs ----
 
   /** Records (or restarts) the enqueuer run of `job` in `session`. */
-  startRun(session: string, job: number, pid = process.pid): void {
+  startRun(session: string, job: number): void {
     this.stmt(
-      `INSERT OR REPLACE INTO runs (session, job, pid, state, started, ended)
-       VALUES (?, ?, ?, 'running', ?, NULL)`,
-    ).run(session, job, pid, new Date().toISOString());
+      `INSERT OR REPLACE INTO runs (session, job, pid, ppid, proc_start, state, started, ended)
+       VALUES (?, ?, ?, ?, ?, 'running', ?, NULL)`,
+    ).run(
+      session,
+      job,
+      process.pid,
+      process.ppid,
+      processStart(),
+      new Date().toISOString(),
+    );
   }
 
   /** Ends the enqueuer run of `job` in `session`. */
@@ -609,6 +621,11 @@ export class WorkDb {
     const cut = new Date(Date.now() - days * 86400_000).toISOString();
     this.stmt("DELETE FROM runs WHERE started < ?").run(cut);
   }
+}
+
+/** When this process started, ms since the epoch. */
+export function processStart(): number {
+  return Math.round(Date.now() - process.uptime() * 1000);
 }
 
 function fromCache(r: unknown): CachedFile {

@@ -1,0 +1,292 @@
+/**
+ * backupagentdq: the CCS dequeuer. Uploads the ready packs of Spool/Work to the network,
+ * oldest first, lowest stage first, round-robin one chunk at a time over up to `maxBacklog`
+ * packs in flight, then records the batch (file cache, signature cache, removal of the
+ * packs) in one transaction. A pack is removed only after the network said it applied it.
+ *
+ * When does it stop? See {@link enqueuerActive} and docs/ccs.md.
+ *
+ * @module
+ */
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import type { AppContext } from "../core/context.ts";
+import {
+  CncopError,
+  ExitCode,
+  LockedError,
+  messageOf,
+  PackRejectedError,
+  TransientError,
+} from "../core/errors.ts";
+import type { Job } from "../core/jobs_db.ts";
+import { acquireLock, jobLockPath } from "../core/lock.ts";
+import type { Logger } from "../core/log.ts";
+import { writeReport } from "../core/spool.ts";
+import { clientFromConfig, type NetworkClient, type PackResult } from "../network/client.ts";
+import { beginUpload, type ChunkedUpload, sendChunk } from "./cloud.ts";
+import { selectCcsJobs, sessionOf } from "./nq.ts";
+import { storeSignature } from "./signature_cache.ts";
+import { openWorkDb, pidAlive, processStart, type WorkDb, type WorkItem } from "./work_queue.ts";
+
+/** Options of {@link runDq}. */
+export interface DqOptions {
+  /** Bytes per upload request. @default 10 MB */
+  chunkSize?: number;
+  /** Packs in flight before results are recorded. @default 150 */
+  maxBacklog?: number;
+  /** Uploads running at once. @default 4 */
+  lanes?: number;
+  /** Dispatcher job session (CNCOP_JOB_SESSION); without one, dq sends what is ready. */
+  session?: string;
+  /** How long to wait for the enqueuer of the session to show up. @default 30000 */
+  graceMs?: number;
+}
+
+/** Largest chunk the network takes by default. */
+const MAX_CHUNK = 16 * 1024 * 1024;
+
+/** Parses `--chunksize`: bytes, or with a K/M/G suffix (`10M`, `10MB`, `512k`). */
+export function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kKmMgG]?)([iI]?[bB])?$/.exec(s.trim());
+  if (!m) throw new CncopError(`--chunksize must be a size like 10M, not ${JSON.stringify(s)}`);
+  const mult = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase()]!;
+  return Math.max(1, Math.round(Number(m[1]) * mult));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Whether an enqueuer may still produce work for `job`:
+ * - a backupagentnq holds the job lock (whatever the session), or
+ * - with a session: the enqueuer run of this session and job (same parent, started within
+ *   5 s of this dequeuer) is running and alive, or has not shown up yet and this dequeuer
+ *   started less than `graceMs` ago.
+ */
+export async function enqueuerActive(
+  ctx: AppContext,
+  work: WorkDb,
+  job: number,
+  session: string | undefined,
+  startedAt: number,
+  graceMs: number,
+): Promise<boolean> {
+  try {
+    const l = await acquireLock(jobLockPath(ctx.paths, job), { mode: "try", what: `job ${job}` });
+    l.release();
+  } catch (err) {
+    if (err instanceof LockedError) return true;
+    throw err;
+  }
+  if (!session) return false;
+  const row = work.run(session, job);
+  const mine = row !== undefined && row.ppid === process.ppid &&
+    Math.abs(row.proc_start - processStart()) <= 5000;
+  if (mine) return row.state === "running" && pidAlive(row.pid);
+  return Date.now() - startedAt < graceMs;
+}
+
+interface Flight {
+  item: WorkItem;
+  upload?: ChunkedUpload;
+  result?: PackResult;
+  error?: string;
+}
+
+/** Counts of a dequeuer run. */
+export interface DqStats {
+  uploaded: number;
+  sentBytes: number;
+  resumed: number;
+  rejected: number;
+}
+
+async function sendBatch(
+  client: NetworkClient,
+  jobKey: string,
+  batch: WorkItem[],
+  chunkSize: number,
+  lanes: number,
+  stats: DqStats,
+): Promise<{ done: Flight[]; rejected: Flight[]; transient?: TransientError }> {
+  const queue: Flight[] = batch.map((item) => ({ item }));
+  const done: Flight[] = [];
+  const rejected: Flight[] = [];
+  let transient: TransientError | undefined;
+  const lane = async () => {
+    while (queue.length > 0 && !transient) {
+      const f = queue.shift()!;
+      try {
+        if (!f.upload) {
+          f.upload = await beginUpload(client, jobKey, f.item.pack!);
+          if (f.upload.resumedFrom > 0) stats.resumed++;
+        }
+        await sendChunk(client, f.upload, chunkSize);
+        if (f.upload.state === "applied") {
+          f.result = f.upload.result;
+          stats.sentBytes += f.upload.sent;
+          done.push(f);
+        } else queue.push(f); // round-robin: the next pack gets the next chunk
+      } catch (err) {
+        if (err instanceof PackRejectedError) {
+          f.error = err.message;
+          rejected.push(f);
+        } else if (err instanceof TransientError) {
+          transient ??= err;
+          queue.push(f);
+        } else {
+          f.error = messageOf(err);
+          rejected.push(f);
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, lanes) }, lane));
+  return { done, rejected, transient };
+}
+
+/** Records a sent batch: caches, then removes items, then (after the commit) their packs. */
+function recordBatch(
+  work: WorkDb,
+  workDir: string,
+  job: number,
+  done: Flight[],
+  rejected: Flight[],
+  log: Logger,
+): void {
+  work.tx(() => {
+    for (const { item, result } of done) {
+      if (item.kind === "ADD" || item.kind === "UPDATE") {
+        work.putCached(job, {
+          path: item.path,
+          size: item.size,
+          mtimeNs: item.mtimeNs,
+          ino: item.ino,
+          dev: item.dev,
+          hash: item.hash,
+          version: result?.version ?? null,
+        });
+      } else if (item.kind === "MOVE") {
+        work.moveCached(job, item.path, item.newPath!, item.folder);
+      } else work.dropCached(job, item.path);
+    }
+    work.removeItems(done.map((f) => f.item.id));
+    for (const f of rejected) work.fail(f.item.id, f.error ?? "rejected");
+    if (rejected.length) work.invalidatePeekState(job);
+  });
+  for (const { item } of done) {
+    if (item.sig) storeSignature(workDir, item.sig, item.hash);
+    if (item.pack) rmSync(item.pack, { force: true });
+    log.debug(`SENT ${item.kind} ${item.path}${item.newPath ? ` -> ${item.newPath}` : ""}`);
+  }
+  for (const { item, error } of rejected) {
+    log.error(`REJECTED ${item.kind} ${item.path}: ${error}`);
+    if (item.pack) rmSync(item.pack, { force: true });
+    if (item.sig) rmSync(item.sig, { force: true });
+  }
+}
+
+/**
+ * Runs the dequeuer for `refs` (every job with work when empty). Returns 0 OK, 1 ERROR (a
+ * pack was rejected), 75 RE-RUN (the network could not be reached; nothing is lost).
+ */
+export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Promise<number> {
+  const startedAt = Date.now();
+  const log = ctx.openLog("DQ", "daily", "backupagentdq");
+  const work = openWorkDb(join(ctx.paths.work, "work.db"));
+  const session = o.session;
+  let client: NetworkClient | undefined;
+  try {
+    let jobs: Job[];
+    if (refs.length) jobs = selectCcsJobs(ctx, refs);
+    else {
+      const all = new Map(selectCcsJobs(ctx, []).map((j) => [j.id, j]));
+      jobs = work.jobsWithWork().map((id) => all.get(id)).filter((j): j is Job => !!j);
+    }
+    const chunk = Math.min(MAX_CHUNK, o.chunkSize ?? 10 * 1000 * 1000);
+    const backlog = Math.max(1, o.maxBacklog ?? 150);
+    const grace = o.graceMs ?? Number(process.env.CNCOP_DQ_GRACE_MS ?? 30_000);
+    log.info(`start: ${jobs.length} job(s), chunks of ${chunk} bytes, backlog ${backlog}`);
+    let worst: number = ExitCode.ok;
+    for (const job of jobs) {
+      const jobKey = String(job.id);
+      const stats: DqStats = { uploaded: 0, sentBytes: 0, resumed: 0, rejected: 0 };
+      const t0 = Date.now();
+      let code: number = ExitCode.ok;
+      let message: string | undefined;
+      for (;;) {
+        const batch = work.claim(job.id, process.pid, backlog);
+        if (batch.length === 0) {
+          if (await enqueuerActive(ctx, work, job.id, session, startedAt, grace)) {
+            await sleep(100);
+            continue;
+          }
+          // The enqueuer is done: finish what became ready meanwhile, then stop.
+          if (work.counts(job.id).ready === 0) break;
+          const again = work.claim(job.id, process.pid, backlog);
+          if (again.length === 0) {
+            if (work.counts(job.id).sending > 0) {
+              await sleep(100);
+              continue;
+            }
+            break; // blocked behind unpacked leftovers: the next enqueuer plans them again
+          }
+          batch.push(...again);
+        }
+        client ??= clientFromConfig(ctx.config);
+        const r = await sendBatch(client, jobKey, batch, chunk, o.lanes ?? 4, stats);
+        recordBatch(work, ctx.paths.work, job.id, r.done, r.rejected, log);
+        stats.uploaded += r.done.length;
+        stats.rejected += r.rejected.length;
+        if (r.rejected.length) {
+          code = ExitCode.error;
+          message = `${r.rejected.length} pack(s) rejected by the network: ${r.rejected[0]!.error}`;
+        }
+        if (r.transient) {
+          const back = batch.filter((i) =>
+            !r.done.some((f) => f.item.id === i.id) && !r.rejected.some((f) => f.item.id === i.id)
+          );
+          work.unclaim(back.map((i) => i.id));
+          log.warn(
+            `job ${job.id}: RE-RUN: ${r.transient.message}; ${back.length} pack(s) wait for the next run`,
+          );
+          if (code === ExitCode.ok) code = ExitCode.rerun;
+          break;
+        }
+      }
+      const secs = ((Date.now() - t0) / 1000).toFixed(2);
+      log.info(
+        `job ${job.id}: ${stats.uploaded} pack(s) applied, ${stats.sentBytes} bytes sent ` +
+          `(${stats.resumed} resumed), ${stats.rejected} rejected in ${secs} s`,
+      );
+      if (stats.uploaded || stats.rejected || code !== ExitCode.ok) {
+        const base = {
+          jobId: job.id,
+          jobTitle: job.title,
+          jobType: job.type,
+          session: session ?? sessionOf(),
+          program: "backupagentdq",
+        };
+        if (message) writeReport(ctx.paths.messages, { ...base, kind: "JE", message });
+        writeReport(ctx.paths.messages, {
+          ...base,
+          kind: "JS",
+          stats: {
+            uploaded: stats.uploaded,
+            sentBytes: stats.sentBytes,
+            resumed: stats.resumed,
+            rejected: stats.rejected,
+          },
+        });
+      }
+      if (code === ExitCode.error) worst = ExitCode.error;
+      else if (code === ExitCode.rerun && worst === ExitCode.ok) worst = ExitCode.rerun;
+    }
+    log.info(`end: exit ${worst}`);
+    return worst;
+  } finally {
+    client?.close();
+    work.close();
+    log.close();
+  }
+}

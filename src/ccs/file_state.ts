@@ -1,0 +1,125 @@
+/**
+ * A file's backup state (content hash + the size and mtime it was computed for), found
+ * without reading the file when possible: the file's own fork (user xattr / NTFS ADS, which
+ * follows the file through renames), else the file cache by path, else by device + inode
+ * (a renamed file keeps its inode), else by hashing it.
+ *
+ * @module
+ */
+import { native } from "../native/mod.ts";
+import type { WorkDb } from "./work_queue.ts";
+
+/** Name of the fork holding the state. */
+export const FORK_NAME = "cncop.state";
+
+/** A file to find the hash of. */
+export interface StatFile {
+  path: string;
+  abs: string;
+  size: number;
+  mtimeNs: string;
+  ino?: string | null;
+  dev?: string | null;
+}
+
+/** Where hashes came from, for the log. */
+export interface HashCounts {
+  fork: number;
+  cache: number;
+  inode: number;
+  read: number;
+}
+
+/** Decides whether to use forks: `--usefork` / `--nofork`, else detection on the root. */
+export function useForks(root: string, choice: "auto" | "on" | "off"): boolean {
+  if (choice === "off") return false;
+  let supported = false;
+  try {
+    supported = native.forksSupported(root);
+  } catch {
+    supported = false;
+  }
+  return supported;
+}
+
+/** Finds content hashes of files (see the module doc). */
+export class FileStates {
+  readonly counts: HashCounts = { fork: 0, cache: 0, inode: 0, read: 0 };
+  #work: WorkDb;
+  #job: number;
+  #forks: boolean;
+
+  constructor(work: WorkDb, job: number, forks: boolean) {
+    this.#work = work;
+    this.#job = job;
+    this.#forks = forks;
+  }
+
+  get forks(): boolean {
+    return this.#forks;
+  }
+
+  /** The state kept in the file's fork, when it matches the file's size and mtime. */
+  fromFork(f: StatFile): string | undefined {
+    if (!this.#forks) return undefined;
+    try {
+      const buf = native.forkRead(f.abs, FORK_NAME);
+      if (!buf) return undefined;
+      const s = JSON.parse(buf.toString("utf8")) as { h?: string; s?: number; m?: string };
+      if (s.s === f.size && s.m === f.mtimeNs && typeof s.h === "string") return s.h;
+    } catch {
+      // unreadable or foreign fork: hash instead
+    }
+    return undefined;
+  }
+
+  /** Writes the state into the file's fork (best effort; the mtime does not change). */
+  remember(f: StatFile, hash: string): void {
+    if (!this.#forks) return;
+    try {
+      native.forkWrite(
+        f.abs,
+        FORK_NAME,
+        Buffer.from(JSON.stringify({ h: hash, s: f.size, m: f.mtimeNs })),
+      );
+    } catch {
+      // read-only file or filesystem: the file cache still has it
+    }
+  }
+
+  /** The hash without reading the content, or undefined. */
+  known(f: StatFile): string | undefined {
+    const h = this.fromFork(f);
+    if (h) {
+      this.counts.fork++;
+      return h;
+    }
+    const c = this.#work.cached(this.#job, f.path);
+    if (c && c.size === f.size && c.mtimeNs === f.mtimeNs) {
+      this.counts.cache++;
+      return c.hash;
+    }
+    if (f.ino && f.dev) {
+      const i = this.#work.cachedByInode(this.#job, f.dev, f.ino, f.size, f.mtimeNs);
+      if (i) {
+        this.counts.inode++;
+        return i.hash;
+      }
+    }
+    return undefined;
+  }
+
+  /** The hash, reading the file when nothing knows it; undefined when it cannot be read. */
+  async hash(f: StatFile): Promise<string | undefined> {
+    const k = this.known(f);
+    if (k) return k;
+    try {
+      const h = await native.blake3File(f.abs);
+      this.counts.read++;
+      this.remember(f, h);
+      return h;
+    } catch {
+      return undefined;
+    }
+  }
+}

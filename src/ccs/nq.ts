@@ -1,0 +1,477 @@
+/**
+ * backupagentnq: the CCS enqueuer. Per job, three phases, each logged with counts and times:
+ * peek (source walk + cloud listing + diff + move promotion), pack (pack files into
+ * Spool/Work), prune (cloud deletes under the delete collar).
+ *
+ * @module
+ */
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import type { AppContext } from "../core/context.ts";
+import { CncopError, ExitCode, messageOf, TransientError, UsageError } from "../core/errors.ts";
+import type { Job } from "../core/jobs_db.ts";
+import { acquireLock, appLockPath, type HeldLock, jobLockPath } from "../core/lock.ts";
+import { createUniqueLog, logBaseName, type Logger } from "../core/log.ts";
+import { writeReport } from "../core/spool.ts";
+import { clientFromConfig, type NetworkClient } from "../network/client.ts";
+import { FileStates, useForks } from "./file_state.ts";
+import { type DeleteCandidate, promoteMoves } from "./moves.ts";
+import { packPlanned, type PackStats, removeStrayFiles } from "./pack.ts";
+import {
+  cloudRows,
+  diffListings,
+  type DiffRow,
+  fingerprintOf,
+  PeekXmlWriter,
+  quickScan,
+  rootExists,
+  scanSource,
+  type ScanSummary,
+  walkOptionsFor,
+} from "./peek.ts";
+import { planPrune } from "./prune.ts";
+import { type NewItem, openWorkDb, Stage, type WorkDb } from "./work_queue.ts";
+
+/** Options of {@link runNq} (the command line). */
+export interface NqOptions {
+  dryRun?: boolean;
+  noMaxDelete?: boolean;
+  noAppLock?: boolean;
+  skipMoves?: boolean;
+  skipDeletes?: boolean;
+  skipPeekSource?: boolean;
+  skipPeekCloud?: boolean;
+  forcePeek?: boolean;
+  nicld?: boolean;
+  suppressMissing?: boolean;
+  savePeek?: string;
+  peekLog?: boolean;
+  noLinks?: boolean;
+  fork?: "auto" | "on" | "off";
+  useVss?: boolean;
+  /** Items of each queue a dry run prints. @default 10 */
+  show?: number;
+  /** Dispatcher job session (CNCOP_JOB_SESSION). */
+  session?: string;
+  /** Where dry-run output goes. @default stdout */
+  out?: (line: string) => void;
+}
+
+/** The session a run belongs to: the dispatcher's, else a new one. */
+export function sessionOf(env: Record<string, string | undefined> = process.env): string {
+  return env.CNCOP_JOB_SESSION || `manual-${Date.now()}-${process.pid}`;
+}
+
+/** The CCS jobs named by `refs` (id or title), or every enabled CCS job. */
+export function selectCcsJobs(ctx: AppContext, refs: string[]): Job[] {
+  const db = ctx.openJobs();
+  try {
+    const jobs = refs.length
+      ? refs.map((r) => db.find(r))
+      : db.list().filter((j) => j.type === "CCS" && j.enabled);
+    for (const j of jobs) {
+      if (j.type !== "CCS") {
+        throw new UsageError(`job ${j.id} "${j.title}" is a ${j.type} job, not CCS`, {
+          hint: "backupagentnq and backupagentdq run CCS jobs only",
+        });
+      }
+    }
+    return jobs;
+  } finally {
+    db.close();
+  }
+}
+
+const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const mb = (n: number) => `${(n / 1048576).toFixed(1)} MB`;
+
+/** Outcome of one job. */
+interface JobOutcome {
+  code: number;
+  stats: Record<string, number>;
+}
+
+/**
+ * Runs the enqueuer for `refs` (all enabled CCS jobs when empty). Returns the exit status:
+ * 0 OK, 1 ERROR (any job failed), 75 RE-RUN (the network could not be reached; no job
+ * failed otherwise).
+ */
+export async function runNq(ctx: AppContext, refs: string[], o: NqOptions): Promise<number> {
+  if (o.useVss && process.platform !== "win32") {
+    throw new UsageError(
+      `--usevss needs Windows (VSS snapshots); this system is ${process.platform}`,
+      {
+        hint: "leave out --usevss",
+      },
+    );
+  }
+  const jobs = selectCcsJobs(ctx, refs);
+  const log = ctx.openLog(o.noAppLock ? "NQU" : "NQ", "daily", "backupagentnq");
+  const session = o.session ?? sessionOf();
+  const work = openWorkDb(join(ctx.paths.work, "work.db"));
+  let appLock: HeldLock | undefined;
+  try {
+    log.info(`start: ${jobs.length} job(s), session ${session}${o.dryRun ? ", dry run" : ""}`);
+    if (jobs.length === 0) log.info("no enabled CCS job");
+    if (!o.dryRun) { for (const j of jobs) work.startRun(session, j.id); }
+    work.pruneRuns();
+    if (!o.noAppLock) {
+      appLock = await acquireLock(appLockPath(ctx.paths, "backupagentnq"), {
+        mode: "wait",
+        what: "the application lock of backupagentnq",
+        onWait: () => log.info("another backupagentnq is running: waiting for it"),
+      });
+    }
+    let worst: number = ExitCode.ok;
+    for (const job of jobs) {
+      const r = await runJob(ctx, work, log, job, session, o);
+      if (!o.dryRun) work.endRun(session, job.id, r.code === ExitCode.ok);
+      if (r.code === ExitCode.error) worst = ExitCode.error;
+      else if (r.code === ExitCode.rerun && worst === ExitCode.ok) worst = ExitCode.rerun;
+    }
+    log.info(`end: exit ${worst}`);
+    return worst;
+  } finally {
+    appLock?.release();
+    work.close();
+    log.close();
+  }
+}
+
+async function runJob(
+  ctx: AppContext,
+  work: WorkDb,
+  log: Logger,
+  job: Job,
+  session: string,
+  o: NqOptions,
+): Promise<JobOutcome> {
+  const label = `job ${job.id} "${job.title}"`;
+  const stats: Record<string, number> = {};
+  const report = (kind: "JE" | "JS", message?: string) => {
+    if (o.dryRun) return;
+    writeReport(ctx.paths.messages, {
+      kind,
+      jobId: job.id,
+      jobTitle: job.title,
+      jobType: job.type,
+      session,
+      program: "backupagentnq",
+      ...(message ? { message } : {}),
+      ...(kind === "JS" ? { stats } : {}),
+    });
+  };
+  const lock = await acquireLock(jobLockPath(ctx.paths, job.id), {
+    mode: "wait",
+    what: label,
+    onWait: () => log.info(`${label}: another run of this job is active: waiting for it`),
+  });
+  let client: NetworkClient | undefined;
+  try {
+    log.info(`${label}: source ${job.source}`);
+    const code = await enqueueJob(ctx, work, log, job, o, stats, () => {
+      client ??= clientFromConfig(ctx.config);
+      return client;
+    });
+    if (code.error) {
+      log.error(`${label}: ERROR: ${code.error}`);
+      report("JE", code.error);
+      report("JS");
+      return { code: ExitCode.error, stats };
+    }
+    report("JS");
+    log.info(`${label}: OK`);
+    return { code: ExitCode.ok, stats };
+  } catch (err) {
+    if (err instanceof TransientError) {
+      log.warn(`${label}: RE-RUN: ${err.message}`);
+      return { code: ExitCode.rerun, stats };
+    }
+    const msg = err instanceof CncopError ? err.message : `internal error: ${messageOf(err)}`;
+    log.error(`${label}: ERROR: ${msg}`);
+    if (!(err instanceof CncopError) && err instanceof Error && err.stack) log.debug(err.stack);
+    report("JE", msg);
+    return { code: ExitCode.error, stats };
+  } finally {
+    client?.close();
+    lock.release();
+  }
+}
+
+function progress(label: string): ((n: number, total: number) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  let last = 0;
+  return (n, total) => {
+    const now = Date.now();
+    if (n < total && now - last < 200) return;
+    last = now;
+    process.stderr.write(`\r${label} ${n}/${total}${n === total ? "\n" : ""}`);
+  };
+}
+
+async function enqueueJob(
+  ctx: AppContext,
+  work: WorkDb,
+  log: Logger,
+  job: Job,
+  o: NqOptions,
+  stats: Record<string, number>,
+  getClient: () => NetworkClient,
+): Promise<{ error?: string }> {
+  const root = job.source;
+  const jobKey = String(job.id);
+  const choice = { noLinks: o.noLinks, nicld: o.nicld };
+
+  // Leftovers of an interrupted run are planned again from the cloud's real state.
+  if (!o.dryRun) {
+    const t = Date.now();
+    for (;;) {
+      const left = work.discardLeftovers(job.id);
+      for (const f of left.files) rmSync(f, { force: true });
+      if (left.sending === 0) break;
+      if (Date.now() - t < 250) {
+        log.info(`waiting for a dequeuer to finish ${left.sending} upload(s)`);
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const stray = removeStrayFiles(work, ctx.paths.work, job.id);
+    if (stray) log.info(`removed ${stray} stray file(s) of an interrupted run`);
+  }
+
+  if (!rootExists(root)) {
+    stats.blockedDeletes = 1;
+    return { error: `the source root ${root} is missing (unmounted?); nothing was deleted` };
+  }
+
+  // Skip when nothing changed.
+  const walkOpts = walkOptionsFor(job, choice, false);
+  const fingerprint = fingerprintOf(job, choice);
+  if (o.dryRun) work.invalidatePeekState(job.id);
+  else if (!o.forcePeek && !o.skipPeekSource) {
+    const st = work.peekState(job.id);
+    if (st && st.fingerprint === fingerprint) {
+      const t = Date.now();
+      const q = await quickScan(root, walkOpts);
+      if (q.errors === 0 && q.entries === st.entries && q.newestNs <= BigInt(st.newestNs)) {
+        stats.skipped = 1;
+        stats.files = q.files;
+        log.info(
+          `PEEK: nothing changed: ${q.entries} entries, none newer than ${
+            new Date(Number(BigInt(st.newestNs) / 1_000_000n)).toISOString()
+          } (last full peek ${st.updated}); the network was not contacted (${
+            secs(Date.now() - t)
+          }; --forcepeek overrides)`,
+        );
+        return {};
+      }
+      log.info(`PEEK: changes since the last run (${secs(Date.now() - t)} to find out)`);
+    }
+  }
+
+  // Phase 1: peek.
+  const t0 = Date.now();
+  let scan: ScanSummary;
+  if (o.skipPeekSource && work.localCount(job.id) > 0) {
+    const n = work.localCount(job.id);
+    scan = { files: n, dirs: 0, bytes: 0, errors: 0, excluded: 0, entries: n, newestNs: 0n };
+    log.info(`PEEK: --skippeeksource: using the saved source listing (${n} files)`);
+  } else {
+    const report = job.include.length > 0 && !o.nicld;
+    scan = await scanSource(
+      work,
+      job.id,
+      root,
+      walkOptionsFor(job, choice, report),
+      log,
+      !!o.nicld,
+    );
+  }
+  const tWalk = Date.now();
+  let cloudCount: number;
+  if (o.skipPeekCloud && work.hasSavedCloud(job.id)) {
+    cloudCount = work.cloudCount(job.id);
+    log.info(`PEEK: --skippeekcloud: using the saved cloud peek (${cloudCount} files)`);
+  } else {
+    const client = getClient();
+    const writers: PeekXmlWriter[] = [];
+    if (o.savePeek) writers.push(new PeekXmlWriter(o.savePeek, jobKey));
+    if (o.peekLog) {
+      const { path, fd } = createUniqueLog(
+        ctx.paths.logs,
+        logBaseName("NQPK", "unique", new Date()),
+      );
+      writers.push(new PeekXmlWriter(path, jobKey, fd));
+      log.info(`PEEK: cloud peek logged to ${path}`);
+    }
+    try {
+      if (!o.dryRun) await client.setRetention(jobKey, job.retentionDays);
+      cloudCount = await work.saveCloud(job.id, cloudRows(client.peek(jobKey), writers));
+    } finally {
+      for (const w of writers) w.close();
+    }
+    if (o.savePeek) log.info(`PEEK: cloud peek saved to ${o.savePeek}`);
+  }
+  const tCloud = Date.now();
+  const diff = diffListings(work, job.id);
+  const states = new FileStates(work, job.id, useForks(root, o.fork ?? "auto"));
+  const abs = (p: string) => join(root, p);
+  let plan;
+  if (o.skipMoves) {
+    plan = {
+      folderMoves: [],
+      fileMoves: [],
+      updates: [],
+      movedDeletes: [],
+      adds: diff.adds,
+      deletes: diff.deletes as DeleteCandidate[],
+      hashed: 0,
+    };
+  } else {
+    plan = await promoteMoves<DiffRow>(diff.adds, diff.deletes, {
+      hashOf: (a) => states.hash({ ...a, abs: abs(a.path) }),
+      cloudCountUnder: (p) => work.cloudCount(job.id, p),
+    });
+  }
+  const prune = planPrune([...plan.movedDeletes, ...plan.deletes], {
+    rootExists: true,
+    localFiles: scan.files,
+    cloudFiles: cloudCount,
+    walkErrors: scan.errors,
+  }, { collar: job.deleteCollar, noMaxDelete: o.noMaxDelete, skipDeletes: o.skipDeletes });
+  const tPlan = Date.now();
+  Object.assign(stats, {
+    files: scan.files,
+    dirs: scan.dirs,
+    bytes: scan.bytes,
+    walkErrors: scan.errors,
+    cloudFiles: cloudCount,
+    unchanged: diff.unchanged,
+    queuedAdds: plan.adds.length,
+    queuedUpdates: diff.changed.length + plan.updates.length,
+    folderMoves: plan.folderMoves.length,
+    fileMoves: plan.fileMoves.length,
+    queuedDeletes: prune.now.length,
+    pendingDeletes: prune.pending,
+    hashed: plan.hashed,
+  });
+  log.info(
+    `PEEK: ${scan.files} files (${
+      mb(scan.bytes)
+    }), ${scan.dirs} dirs, ${scan.errors} walk errors ` +
+      `in ${secs(tWalk - t0)}; cloud ${cloudCount} files in ${secs(tCloud - tWalk)}; ` +
+      `${plan.adds.length} ADD, ${stats.queuedUpdates} UPDATE, ` +
+      `${plan.folderMoves.length} folder MOVE + ${plan.fileMoves.length} file MOVE, ` +
+      `${prune.now.length} DELETE (${prune.pending} pending), ${diff.unchanged} unchanged; ` +
+      `hashed ${plan.hashed} (fork ${states.counts.fork}, cache ${states.counts.cache}, ` +
+      `inode ${states.counts.inode}, read ${states.counts.read}) in ${secs(tPlan - tCloud)}`,
+  );
+
+  const items: NewItem[] = [];
+  for (const f of plan.folderMoves) {
+    items.push({
+      kind: "MOVE",
+      path: f.from,
+      newPath: f.to,
+      folder: true,
+      stage: Stage.folderMove,
+    });
+  }
+  for (const m of plan.fileMoves) {
+    items.push({ kind: "MOVE", path: m.from, newPath: m.to, stage: Stage.fileMove });
+  }
+  const content = (r: DiffRow, kind: "ADD" | "UPDATE", base?: { version: number; hash: string }) =>
+    items.push({
+      kind,
+      path: r.path,
+      size: r.size,
+      mtimeNs: r.mtimeNs,
+      mode: r.mode,
+      ino: r.ino,
+      dev: r.dev,
+      ...(base ? { baseVersion: base.version, baseHash: base.hash } : {}),
+    });
+  for (const u of plan.updates) content(u.add, "UPDATE", u.base);
+  for (const r of diff.changed) {
+    content(r, "UPDATE", { version: r.cloudVersion!, hash: r.cloudHash! });
+  }
+  for (const a of plan.adds) content(a, "ADD");
+  for (const d of prune.now) items.push({ kind: "DELETE", path: d.path });
+
+  if (o.dryRun) {
+    printDryRun(o, job, items, prune.pending);
+    return prune.blocked ? { error: `no deletes: ${prune.blocked}` } : {};
+  }
+
+  // Phase 2: pack.
+  work.tx(() => work.addItems(job.id, o.session ?? sessionOf(), items));
+  const t1 = Date.now();
+  const bar = progress("packing");
+  const ps: PackStats = await packPlanned({
+    work,
+    workDir: ctx.paths.work,
+    job: job.id,
+    jobKey,
+    root,
+    client: cloudCount > 0 ? getClient() : undefined,
+    states,
+    log,
+    suppressMissing: !!o.suppressMissing,
+    onItem: bar ? (n) => bar(n, items.length) : undefined,
+  });
+  Object.assign(stats, {
+    packed: ps.packed,
+    packBytes: ps.packBytes,
+    deltas: ps.deltas,
+    deltaFallbacks: ps.deltaFallbacks,
+    missing: ps.missing,
+    changedWhilePacking: ps.changed,
+    packFailures: ps.failed,
+  });
+  log.info(
+    `PACK: ${ps.packed} packs (${mb(ps.packBytes)}): ${ps.adds} add, ${ps.updates} update ` +
+      `(${ps.deltas} delta, ${ps.deltaFallbacks} sent whole), ${ps.moves} move, ${ps.deletes} ` +
+      `delete; ${ps.missing} vanished, ${ps.changed} still changing, ${ps.failed} failed in ${
+        secs(Date.now() - t1)
+      }`,
+  );
+
+  // Phase 3: prune (the deletes are packs too; here is the verdict).
+  if (prune.blocked) {
+    log.error(`PRUNE: no deletes: ${prune.blocked}; ${prune.pending} delete(s) held back`);
+  } else if (prune.skipped) {
+    log.info(`PRUNE: --skipdeletes: ${prune.pending} delete(s) left for a later run`);
+  } else {
+    log.info(
+      `PRUNE: ${prune.now.length} delete(s) queued` +
+        (prune.pending
+          ? `, ${prune.pending} pending over the delete collar of ${job.deleteCollar}`
+          : ""),
+    );
+  }
+  const clean = !prune.blocked && prune.pending === 0 && scan.errors === 0 && ps.missing === 0 &&
+    ps.changed === 0 && ps.failed === 0 && !o.skipPeekSource;
+  if (clean) {
+    work.setPeekState(job.id, {
+      newestNs: String(scan.newestNs),
+      entries: scan.entries,
+      fingerprint,
+    });
+  } else work.invalidatePeekState(job.id);
+  if (prune.blocked) return { error: `no deletes: ${prune.blocked}` };
+  if (ps.failed) return { error: `${ps.failed} file(s) could not be packed (see the NQ log)` };
+  return {};
+}
+
+function printDryRun(o: NqOptions, job: Job, items: NewItem[], pending: number): void {
+  const out = o.out ?? ((l: string) => process.stdout.write(l + "\n"));
+  const show = o.show ?? 10;
+  out(`job ${job.id} "${job.title}": dry run, nothing is sent`);
+  for (const kind of ["MOVE", "ADD", "UPDATE", "DELETE"] as const) {
+    const of = items.filter((i) => i.kind === kind);
+    out(`  ${kind}: ${of.length}${kind === "DELETE" && pending ? ` (+${pending} pending)` : ""}`);
+    for (const i of of.slice(0, show)) {
+      out(`    ${i.path}${i.newPath ? ` -> ${i.newPath}${i.folder ? "/ (folder)" : ""}` : ""}`);
+    }
+    if (of.length > show) out(`    ... ${of.length - show} more`);
+  }
+}
