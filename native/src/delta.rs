@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -33,11 +34,10 @@ fn invalid(msg: String) -> io::Error {
 }
 
 /// Block size for a base of `size` bytes: fine blocks (the signature is cached locally),
-/// a power of two from 512 B, growing so a file has at most about 2^20 blocks, up to 64 KiB.
+/// the smallest power of two from 128 B to 64 KiB that is at least sqrt(size) / 24.
 pub fn choose_block_size(size: u64) -> u32 {
-    let target = size.div_ceil(1 << 20);
-    let mut b: u64 = 512;
-    while b < target && b < 65536 {
+    let mut b: u64 = 128;
+    while b < 65536 && (24 * b) * (24 * b) < size {
         b *= 2;
     }
     b as u32
@@ -53,18 +53,25 @@ pub struct Rolling {
 
 impl Rolling {
     pub fn new(block: &[u8]) -> Self {
-        let mut a: u32 = 0;
-        let mut b: u32 = 0;
-        for &x in block {
-            a = a.wrapping_add(x as u32 + CHAR_OFFSET);
-            b = b.wrapping_add(a);
+        // a = sum(x + 31), b = sum((n - i) * (x + 31)), both mod 2^16; written as two
+        // independent sums so the compiler vectorises them (u32 wrapping is exact mod 2^16).
+        let n = block.len() as u32;
+        let mut sum: u32 = 0;
+        let mut wsum: u32 = 0;
+        for (i, &x) in block.iter().enumerate() {
+            sum = sum.wrapping_add(x as u32);
+            wsum = wsum.wrapping_add((n.wrapping_sub(i as u32)).wrapping_mul(x as u32));
         }
+        let a = sum.wrapping_add(n.wrapping_mul(CHAR_OFFSET));
+        let tri = ((n as u64 * (n as u64 + 1)) / 2) as u32;
+        let b = wsum.wrapping_add(tri.wrapping_mul(CHAR_OFFSET));
         Rolling {
             a: a & 0xffff,
             b: b & 0xffff,
-            len: block.len() as u32,
+            len: n,
         }
     }
+
     #[inline]
     pub fn roll(&mut self, out: u8, inb: u8) {
         self.a = (self.a.wrapping_add(inb as u32).wrapping_sub(out as u32)) & 0xffff;
@@ -81,6 +88,24 @@ impl Rolling {
 }
 
 const FILTER_BITS: u32 = 22;
+
+/// The weak checksums are already well mixed: a multiply is all the hashing they need.
+#[derive(Default)]
+struct WeakHasher(u64);
+
+impl Hasher for WeakHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 #[inline]
 fn filter_slot(weak: u32) -> u32 {
@@ -317,23 +342,20 @@ impl Window {
         }
         self.buf.drain(..self.start);
         self.start = 0;
-        while self.buf.len() < self.cap && !self.eof {
-            let old = self.buf.len();
-            self.buf.resize(self.cap, 0);
-            match self.file.read(&mut self.buf[old..]) {
-                Ok(0) => {
-                    self.buf.truncate(old);
-                    self.eof = true;
-                }
-                Ok(n) => {
-                    self.buf.truncate(old + n);
-                    self.hasher.update(&self.buf[old..old + n]);
-                    self.total += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(old),
-                Err(e) => return Err(e),
-            }
+        let old = self.buf.len();
+        // read_to_end on a bounded reader fills the spare capacity without zeroing it first.
+        let want = (self.cap - old) as u64;
+        let n = (&mut self.file).take(want).read_to_end(&mut self.buf)?;
+        if (n as u64) < want {
+            self.eof = true;
         }
+        let fresh = &self.buf[old..];
+        if fresh.len() >= 1 << 20 {
+            self.hasher.update_rayon(fresh);
+        } else {
+            self.hasher.update(fresh);
+        }
+        self.total += n as u64;
         Ok(())
     }
     fn avail(&self) -> usize {
@@ -366,7 +388,8 @@ fn delta_to<W: Write>(s: &Signature, file: File, w: W) -> io::Result<DeltaStats>
     } else {
         n.saturating_sub(1)
     };
-    let mut table: HashMap<u32, Vec<u32>> = HashMap::with_capacity(full);
+    let mut table: HashMap<u32, Vec<u32>, BuildHasherDefault<WeakHasher>> =
+        HashMap::with_capacity_and_hasher(full, Default::default());
     for i in 0..full {
         table.entry(s.weak[i]).or_default().push(i as u32);
     }
@@ -421,22 +444,22 @@ fn delta_to<W: Write>(s: &Signature, file: File, w: W) -> io::Result<DeltaStats>
                 None => Rolling::new(&win.buf[st..st + bs]),
             };
             let weak = r.digest();
-            let hit =
-                filter[(filter_slot(weak) >> 6) as usize] & (1u64 << (filter_slot(weak) & 63)) != 0;
-            if let Some(cands) = if hit { table.get(&weak) } else { None } {
+            let slot = filter_slot(weak);
+            let hit = filter[(slot >> 6) as usize] & (1u64 << (slot & 63)) != 0;
+            if hit {
                 let block = &win.buf[st..st + bs];
                 let sh = strong(block);
                 let mut chosen = None;
+                // The block after the last match first: the common case, no map lookup.
                 if let Some(e) = expected {
                     if e < full && s.weak[e] == weak && s.strong[e] == sh {
                         chosen = Some(e);
                     }
                 }
                 if chosen.is_none() {
-                    chosen = cands
-                        .iter()
-                        .map(|&i| i as usize)
-                        .find(|&i| s.strong[i] == sh);
+                    chosen = table
+                        .get(&weak)
+                        .and_then(|c| c.iter().map(|&i| i as usize).find(|&i| s.strong[i] == sh));
                 }
                 if let Some(i) = chosen {
                     em.copy(i as u64 * bs as u64, bs as u64)?;

@@ -29,11 +29,13 @@ const OP_COPY = 1;
 const OP_DATA = 2;
 const CHAR_OFFSET = 31;
 
-/** Block size for a base of `size` bytes (same rule as the native core). */
+/**
+ * Block size for a base of `size` bytes (same rule as the native core): the smallest power
+ * of two from 128 B to 64 KiB that is at least sqrt(size) / 24.
+ */
 export function chooseBlockSize(size: number): number {
-  const target = Math.ceil(size / (1 << 20));
-  let b = 512;
-  while (b < target && b < 65536) b *= 2;
+  let b = 128;
+  while (b < 65536 && (24 * b) * (24 * b) < size) b *= 2;
   return b;
 }
 
