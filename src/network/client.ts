@@ -20,6 +20,7 @@ import { Readable } from "node:stream";
 import { createInterface } from "node:readline";
 import {
   ConfigError,
+  errnoCode,
   messageOf,
   NetworkError,
   PackRejectedError,
@@ -216,6 +217,14 @@ export class NetworkClient {
         a.res.resume();
       } catch (err) {
         if (spec.signal?.aborted) throw err;
+        const code = errnoCode(err) ?? "";
+        if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
+          // A certificate problem does not go away by retrying.
+          throw new NetworkError(
+            `cannot verify the certificate of ${this.base.origin}: ${messageOf(err)}`,
+            { hint: "set [network] ca_file in cncop3.ini to the CA that signed it", cause: err },
+          );
+        }
         lastProblem = messageOf(err);
       }
     }

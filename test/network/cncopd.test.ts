@@ -178,6 +178,17 @@ for (const tls of [false, true]) {
       assert.ok(hist[0]!.ended !== null);
     });
 
+    if (tls) {
+      test("a client without the private CA fails at once with a hint, no retries", async () => {
+        const c = new NetworkClient({ url: d.url, token: d.token, retries: 5, backoffMs: 10_000 });
+        await assert.rejects(
+          c.whoami(),
+          (e: unknown) => e instanceof NetworkError && /ca_file/.test(e.hint ?? ""),
+        );
+        c.close();
+      });
+    }
+
     test("cncoprestore restores a file and never overwrites without --overwrite", async () => {
       const src = join(work, `cli-src-${tls}`);
       await writeTree(src, { "c/one.txt": Buffer.from("one") });
