@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { statSync } from "node:fs";
 import { native } from "../native/mod.ts";
 import type { WorkDb } from "./work_queue.ts";
 
@@ -30,16 +31,24 @@ export interface HashCounts {
   read: number;
 }
 
-/** Decides whether to use forks: `--usefork` / `--nofork`, else detection on the root. */
-export function useForks(root: string, choice: "auto" | "on" | "off"): boolean {
+/**
+ * Decides whether to use forks: `--usefork` / `--nofork`, else detection. The native probe
+ * writes a file, which would change the source root's last-write time (and defeat the
+ * skip-when-unchanged test), so it runs in `probeDir` (Spool/Work) when that is on the same
+ * filesystem as `root`; otherwise reading a fork of the root itself decides.
+ */
+export function useForks(root: string, choice: "auto" | "on" | "off", probeDir?: string): boolean {
   if (choice === "off") return false;
-  let supported = false;
+  if (choice === "on") return true;
   try {
-    supported = native.forksSupported(root);
+    if (probeDir && statSync(probeDir).dev === statSync(root).dev) {
+      return native.forksSupported(probeDir);
+    }
+    native.forkRead(root, FORK_NAME);
+    return native.implementation === "native";
   } catch {
-    supported = false;
+    return false;
   }
-  return supported;
 }
 
 /** Finds content hashes of files (see the module doc). */

@@ -264,7 +264,17 @@ async function enqueueJob(
         );
         return {};
       }
-      log.info(`PEEK: changes since the last run (${secs(Date.now() - t)} to find out)`);
+      log.info(
+        `PEEK: changes since the last run (${
+          q.errors
+            ? `${q.errors} walk errors`
+            : q.entries !== st.entries
+            ? `${q.entries} entries, were ${st.entries}`
+            : `newer last-write time of ${
+              q.newestPath ?? "the root"
+            }: ${q.newestNs} > ${st.newestNs}`
+        }; ${secs(Date.now() - t)} to find out)`,
+      );
     }
   }
 
@@ -313,7 +323,7 @@ async function enqueueJob(
   }
   const tCloud = Date.now();
   const diff = diffListings(work, job.id);
-  const states = new FileStates(work, job.id, useForks(root, o.fork ?? "auto"));
+  const states = new FileStates(work, job.id, useForks(root, o.fork ?? "auto", ctx.paths.work));
   const abs = (p: string) => join(root, p);
   let plan;
   if (o.skipMoves) {

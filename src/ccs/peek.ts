@@ -59,6 +59,8 @@ export interface ScanSummary {
   entries: number;
   /** Newest mtime of any file or directory (ns). */
   newestNs: bigint;
+  /** The entry with that mtime ("" for the root). */
+  newestPath?: string;
 }
 
 function emptySummary(): ScanSummary {
@@ -84,7 +86,10 @@ export async function quickScan(root: string, options: WalkOptions): Promise<Sca
         s.bytes += e.size;
       } else s.dirs++;
       s.entries++;
-      if (e.mtimeNs > s.newestNs) s.newestNs = e.mtimeNs;
+      if (e.mtimeNs > s.newestNs) {
+        s.newestNs = e.mtimeNs;
+        s.newestPath = e.path;
+      }
     }
   }
   return s;
