@@ -7,9 +7,10 @@
  * addon's SHA-256 (`cncop-0.1.0-1a2b3c4d/`), so two versions side by side never collide.
  * It is the first of these that can be written: `CNCOP_CACHE_DIR`, `$XDG_CACHE_HOME/cncop`,
  * the per-user cache (`~/.cache/cncop`, `~/Library/Caches/cncop`, `%LOCALAPPDATA%\cncop`)
- * and `<tmpdir>/cncop-<uid>` (mode 0700, refused unless the current user owns it). `Bin/` is
- * never written, so a read-only `Bin/` works. A file already there is used when its size
- * matches; a new file is verified against the hash before it is renamed into place.
+ * and `<tmpdir>/cncop-<uid>`; each is made with mode 0700 and refused unless the current user
+ * owns it (and, in the shared temporary directory, unless it is a real directory). `Bin/` is
+ * never written, so a read-only `Bin/` works. A file already there is used when its SHA-256
+ * matches; a new one is verified the same way before it is renamed into place.
  *
  * Under a runtime (not a SEA), or under Deno (no `node:sea`), every function here is a no-op.
  *
@@ -17,12 +18,12 @@
  */
 import { createHash } from "node:crypto";
 import {
-  chmodSync,
   closeSync,
   fsyncSync,
   lstatSync,
   mkdirSync,
   openSync,
+  readFileSync,
   renameSync,
   rmSync,
   statSync,
@@ -105,27 +106,37 @@ function message(e: unknown): string {
   return typeof code === "string" ? code : e instanceof Error ? e.message : String(e);
 }
 
-/** Creates `root` (0700); refuses a directory another user owns or a symlink. */
-function ensurePrivateDir(root: string): void {
+/**
+ * Creates `root` (0700) and checks it is a directory the current user owns; `shared` (the
+ * temporary directory's root, where other users can create names) also refuses a symlink.
+ */
+function ensurePrivateDir(root: string, shared: boolean): void {
   mkdirSync(root, { recursive: true, mode: 0o700 });
-  const st = lstatSync(root);
+  if (shared && lstatSync(root).isSymbolicLink()) throw new Error("a symlink");
+  const st = statSync(root);
   if (!st.isDirectory()) throw new Error("not a directory");
   if (typeof process.getuid === "function" && st.uid !== process.getuid()) {
     throw new Error("owned by another user");
   }
 }
 
+function fileSha256(path: string): string {
+  return createHash("sha256").update(readFileSync(path)).digest("hex");
+}
+
 /**
- * Writes `bytes` to `dir/name` unless a file of that size is already there; the new file is
- * written to a temporary name, checked against `sha256`, then renamed into place, so a
- * concurrent start or a crash never leaves a torn addon under the final name.
+ * Writes `bytes` to `dir/name` unless a file with that SHA-256 is already there; the new
+ * file is written to a temporary name, checked against `sha256`, then renamed into place,
+ * so a concurrent start or a crash never leaves a torn addon under the final name.
  *
  * @throws {Error} when the directory cannot be written or the written bytes do not match.
  */
 export function materialize(dir: string, name: string, bytes: Uint8Array, sha256: string): string {
   const target = join(dir, name);
   try {
-    if (statSync(target).size === bytes.byteLength) return target;
+    if (statSync(target).size === bytes.byteLength && fileSha256(target) === sha256) {
+      return target;
+    }
   } catch {
     // not there yet
   }
@@ -140,14 +151,18 @@ export function materialize(dir: string, name: string, bytes: Uint8Array, sha256
     } finally {
       closeSync(fd);
     }
-    const h = createHash("sha256");
-    h.update(bytes);
-    const got = h.digest("hex");
+    const got = fileSha256(tmp);
     if (got !== sha256) throw new Error(`hash mismatch (got ${got.slice(0, 8)})`);
-    chmodSync(tmp, 0o700);
     renameSync(tmp, target);
   } catch (e) {
     rmSync(tmp, { force: true });
+    // A concurrent start may have won the race (on Windows, renaming over a loaded file
+    // fails): its file is as good as ours.
+    try {
+      if (fileSha256(target) === sha256) return target;
+    } catch {
+      // still not there
+    }
     throw e;
   }
   return target;
@@ -179,9 +194,10 @@ export function extractSeaNative(
   }
   const sub = `cncop-${version}-${sha256.slice(0, 8)}`;
   const tried: string[] = [];
-  for (const root of cacheRoots(env)) {
+  const roots = cacheRoots(env);
+  for (const [i, root] of roots.entries()) {
     try {
-      ensurePrivateDir(root);
+      ensurePrivateDir(root, i === roots.length - 1);
       const path = materialize(join(root, sub), NATIVE_ASSET, bytes, sha256);
       return { sea: true, path, reason: "" };
     } catch (e) {
