@@ -96,6 +96,16 @@ export function addJob(h: TestHome, input: JobInput & { title: string; type?: Jo
   }
 }
 
+/** Changes fields of a job. */
+export function editJob(h: TestHome, id: number, changes: JobInput): Job {
+  const db = openJobsDb(h.paths.jobsDb);
+  try {
+    return db.edit(id, changes);
+  } finally {
+    db.close();
+  }
+}
+
 /** One line of the record file. */
 export interface Recorded {
   name: string;
