@@ -13,7 +13,25 @@ import { createReadStream } from "node:fs";
 import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { CncopError, PackRejectedError, TransientError } from "../core/errors.ts";
-import type { NetworkClient, PackResult } from "../network/client.ts";
+import type { CncopConfig } from "../core/config.ts";
+import { clientFromConfig, type NetworkClient, type PackResult } from "../network/client.ts";
+
+/**
+ * The network client of the CCS programs. `CNCOP_NETWORK_RETRIES` and
+ * `CNCOP_NETWORK_BACKOFF_MS` shorten the client's retries (default 5, from 500 ms), e.g. for
+ * tests that take the network down.
+ */
+export function agentClient(
+  config: CncopConfig,
+  env: Record<string, string | undefined> = process.env,
+): NetworkClient {
+  const retries = Number(env.CNCOP_NETWORK_RETRIES);
+  const backoff = Number(env.CNCOP_NETWORK_BACKOFF_MS);
+  return clientFromConfig(config, {
+    ...(env.CNCOP_NETWORK_RETRIES && Number.isInteger(retries) ? { retries } : {}),
+    ...(env.CNCOP_NETWORK_BACKOFF_MS && Number.isFinite(backoff) ? { backoffMs: backoff } : {}),
+  });
+}
 
 /** An upload in progress. */
 export interface ChunkedUpload {

@@ -23,8 +23,8 @@ import type { Job } from "../core/jobs_db.ts";
 import { acquireLock, jobLockPath } from "../core/lock.ts";
 import type { Logger } from "../core/log.ts";
 import { writeReport } from "../core/spool.ts";
-import { clientFromConfig, type NetworkClient, type PackResult } from "../network/client.ts";
-import { beginUpload, type ChunkedUpload, sendChunk } from "./cloud.ts";
+import type { NetworkClient, PackResult } from "../network/client.ts";
+import { agentClient, beginUpload, type ChunkedUpload, sendChunk } from "./cloud.ts";
 import { selectCcsJobs, sessionOf } from "./nq.ts";
 import { storeSignature } from "./signature_cache.ts";
 import { openWorkDb, pidAlive, processStart, type WorkDb, type WorkItem } from "./work_queue.ts";
@@ -233,7 +233,7 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
           }
           batch.push(...again);
         }
-        client ??= clientFromConfig(ctx.config);
+        client ??= agentClient(ctx.config);
         const r = await sendBatch(client, jobKey, batch, chunk, o.lanes ?? 4, stats);
         recordBatch(work, ctx.paths.work, job.id, r.done, r.rejected, log);
         stats.uploaded += r.done.length;

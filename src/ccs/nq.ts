@@ -13,7 +13,8 @@ import type { Job } from "../core/jobs_db.ts";
 import { acquireLock, appLockPath, type HeldLock, jobLockPath } from "../core/lock.ts";
 import { createUniqueLog, logBaseName, type Logger } from "../core/log.ts";
 import { writeReport } from "../core/spool.ts";
-import { clientFromConfig, type NetworkClient } from "../network/client.ts";
+import type { NetworkClient } from "../network/client.ts";
+import { agentClient } from "./cloud.ts";
 import { FileStates, useForks } from "./file_state.ts";
 import { type DeleteCandidate, promoteMoves } from "./moves.ts";
 import { packPlanned, type PackStats, removeStrayFiles } from "./pack.ts";
@@ -170,7 +171,7 @@ async function runJob(
   try {
     log.info(`${label}: source ${job.source}`);
     const code = await enqueueJob(ctx, work, log, job, o, stats, () => {
-      client ??= clientFromConfig(ctx.config);
+      client ??= agentClient(ctx.config);
       return client;
     });
     if (code.error) {

@@ -11,7 +11,8 @@ import { statSync } from "node:fs";
 import type { AppContext } from "../core/context.ts";
 import { ExitCode, messageOf, TransientError } from "../core/errors.ts";
 import { listReports, removeReport } from "../core/spool.ts";
-import { clientFromConfig, type NetworkClient } from "../network/client.ts";
+import type { NetworkClient } from "../network/client.ts";
+import { agentClient } from "./cloud.ts";
 
 /** How long an undeliverable report is kept. */
 export const REPORT_MAX_AGE_MS = 5 * 24 * 3600 * 1000;
@@ -68,7 +69,7 @@ export async function runReporter(
         continue;
       }
       try {
-        client ??= clientFromConfig(ctx.config);
+        client ??= agentClient(ctx.config);
         const id = r.name.replace(/\.json$/, "");
         await client.sendReport(
           String(r.report.jobId),

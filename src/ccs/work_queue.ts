@@ -406,12 +406,14 @@ export class WorkDb {
    * Before a new peek of `job`: removes every item no live dequeuer is sending (leftovers of
    * an interrupted run; the new peek plans them again from the cloud's real state) and
    * returns the pack/signature files to delete and the number of items still being sent.
+   * Discarding forgets the skip state: the changes those items carried need a full peek.
    */
-  discardLeftovers(job: number): { files: string[]; sending: number } {
+  discardLeftovers(job: number): { files: string[]; sending: number; removed: number } {
     return this.tx(() => {
       const rows = this.stmt("SELECT * FROM items WHERE job = ?").all(job) as unknown as ItemRow[];
       const files: string[] = [];
       let sending = 0;
+      let removed = 0;
       const del = this.stmt("DELETE FROM items WHERE id = ?");
       for (const r of rows) {
         if (r.state === "sending" && r.claimed_by !== null && pidAlive(r.claimed_by)) {
@@ -421,8 +423,10 @@ export class WorkDb {
         if (r.pack) files.push(r.pack);
         if (r.sig) files.push(r.sig);
         del.run(r.id);
+        removed++;
       }
-      return { files, sending };
+      if (removed > 0) this.invalidatePeekState(job);
+      return { files, sending, removed };
     });
   }
 

@@ -58,9 +58,14 @@ export function ccsHome(
 }
 
 /** nq then dq for the job (as a user would run them by hand). */
-export async function backup(home: HomePaths, jobId: number, extra: string[] = []) {
-  const nq = await cncop(home, ["backupagentnq", ...extra, String(jobId)]);
-  const dq = await cncop(home, ["backupagentdq", ...extra, String(jobId)]);
+export async function backup(
+  home: HomePaths,
+  jobId: number,
+  extra: string[] = [],
+  env: Record<string, string> = {},
+): Promise<{ nq: Run; dq: Run }> {
+  const nq = await cncop(home, ["backupagentnq", ...extra, String(jobId)], env);
+  const dq = await cncop(home, ["backupagentdq", ...extra, String(jobId)], env);
   return { nq, dq };
 }
 
