@@ -1,0 +1,113 @@
+#!/usr/bin/env node
+// Start-up time of the single executable: the median wall time of `cncop --help` and
+// `cncop version` (which also loads the native core and SQLite), for the reproducible build
+// and for the build with a V8 code cache (`--code-cache`), against `node --version` (the
+// same Node binary doing nothing: the floor) and `node -e 0` (starting any script at all).
+// hyperfine when it is installed, else a loop.
+//
+// Usage: node bench/startup.mjs [--runs 50] [--write]   (--write updates bench/RESULTS.md)
+import { spawnSync } from "node:child_process";
+import { cpus } from "node:os";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { $, minimist, tmpfile, which } from "zx";
+import {
+  buildSea,
+  hostTarget,
+  nodeBinaryFor,
+  pinnedNodeVersion,
+  repo,
+} from "../scripts/build_sea.mjs";
+
+const argv = minimist(process.argv.slice(2), { boolean: ["write"], default: { runs: 50 } });
+const runs = Number(argv.runs);
+const out = join(repo, "build", "bench-startup");
+mkdirSync(out, { recursive: true });
+
+console.log("startup: building the executable (reproducible, and with a code cache)...");
+const plain = await buildSea({ out: join(out, "plain") });
+const cached = await buildSea({ out: join(out, "code-cache"), codeCache: true });
+const node = await nodeBinaryFor(hostTarget(), pinnedNodeVersion());
+// A home, so `version` and `--help` run as on a device (no CNCOP_HOME lookups fail).
+const env = { ...process.env, HOME: "", CNCOP_HOME: join(out, "home"), TMPDIR: out };
+spawnSync(plain.exe, ["init", env.CNCOP_HOME], { env });
+
+const cases = [
+  ["node --version (floor)", node, ["--version"]],
+  ["node -e 0 (empty script)", node, ["-e", "0"]],
+  ["cncop --help", plain.exe, ["--help"]],
+  ["cncop --help (code cache)", cached.exe, ["--help"]],
+  ["cncop version", plain.exe, ["version"]],
+  ["cncop version (code cache)", cached.exe, ["version"]],
+];
+
+const quote = (s) => `'${s.replace(/'/g, "'\\''")}'`;
+
+async function withHyperfine() {
+  const json = tmpfile("startup.json", "");
+  const cmds = cases.map(([, file, args]) => [file, ...args].map(quote).join(" "));
+  await $({
+    env,
+    quiet: true,
+  })`hyperfine -N --warmup 5 --runs ${runs} --export-json ${json} ${cmds}`;
+  const res = JSON.parse(readFileSync(json, "utf8")).results;
+  return res.map((r) => r.median * 1000);
+}
+
+function withLoop() {
+  return cases.map(([, file, args]) => {
+    for (let i = 0; i < 5; i++) spawnSync(file, args, { env });
+    const times = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = process.hrtime.bigint();
+      spawnSync(file, args, { env, stdio: "ignore" });
+      times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    times.sort((a, b) => a - b);
+    return times[Math.floor(times.length / 2)];
+  });
+}
+
+const tool = (await which("hyperfine", { nothrow: true })) ? "hyperfine" : "loop";
+const medians = tool === "hyperfine" ? await withHyperfine() : withLoop();
+const floor = medians[0];
+const rows = cases.map(([name], i) =>
+  `| ${name} | ${medians[i].toFixed(1)} | ${(medians[i] / floor).toFixed(1)}x |`
+);
+const mb = (f) => (statSync(f).size / 1048576).toFixed(1);
+const section = [
+  "## Executable",
+  "",
+  `Start-up of the single executable (\`bench/startup.mjs\`, ${tool}, median of ${runs} runs, ` +
+  `${new Date().toISOString().slice(0, 10)}, ${cpus()[0]?.model ?? "?"} x${cpus().length}, ` +
+  `Node ${pinnedNodeVersion()} ${hostTarget()}). Goal: \`cncop --help\` under 300 ms.`,
+  "",
+  "| command | median ms | vs floor |",
+  "| --- | ---: | ---: |",
+  ...rows,
+  "",
+  `Executable ${mb(plain.exe)} MB (the official Node binary is ${mb(node)} MB); bundle ` +
+  `${(statSync(join(plain.out, "cncop.cjs")).size / 1024).toFixed(0)} KB. Release builds ` +
+  "are reproducible and have no code cache (see docs/release.md); the code cache roughly " +
+  "halves the time spent compiling the bundle.",
+  "",
+].join("\n");
+console.log("\n" + section);
+
+if (argv.write) {
+  const file = join(repo, "bench", "RESULTS.md");
+  let text = "";
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    text = "# Benchmark results\n\n";
+  }
+  const start = text.indexOf("## Executable");
+  if (start < 0) text = text.replace(/\n*$/, "\n\n") + section;
+  else {
+    const next = text.indexOf("\n## ", start + 1);
+    text = text.slice(0, start) + section + (next < 0 ? "" : text.slice(next + 1));
+  }
+  writeFileSync(file, text);
+  console.log(`startup: wrote ${file}`);
+}
