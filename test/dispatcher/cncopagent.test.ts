@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readdirSync, utimesSync, writeFileSync } from "node:fs";
+import { readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { logBaseName } from "../../src/core/log.ts";
@@ -95,6 +95,19 @@ test("cncopagent passes -d, -c and the job's agent arguments, with the session",
   assert.equal(start!.home, h.paths.home);
   const [jf] = reports(h, "JF");
   assert.equal(start!.session, jf!.session);
+  // -d: the diagnostic log in Spool/Logs.
+  const debugLogs = readdirSync(h.paths.spoolLogs).filter((n) => n.startsWith("CA-"));
+  assert.equal(debugLogs.length, 1);
+});
+
+test("cncopagent: when the dispatcher itself fails it says so on stderr, exit 1", async () => {
+  const h = testHome();
+  addJob(h, { title: "One" });
+  rmSync(h.paths.logs, { recursive: true });
+  writeFileSync(h.paths.logs, "not a directory");
+  const run = await cncopagent(h, ["One"]);
+  assert.equal(run.status, 1);
+  assert.match(run.stderr, /^cncopagent: internal error: .*Logs/);
 });
 
 test("cncopagent re-runs on RE-RUN until it succeeds, counting attempts", async () => {
