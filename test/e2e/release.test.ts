@@ -143,7 +143,9 @@ describe("release archive", { skip: process.platform === "win32" && "tar.gz test
 
   test("the archive matches its checksum file and holds a complete application directory", () => {
     assert.equal(sha256(readFileSync(build.archive)), build.sha256);
-    assert.match(build.top, new RegExp(`^cncop-${version}-linux-(x64|arm64)$|^cncop-`));
+    const os = { linux: "linux", darwin: "macos" }[process.platform as "linux" | "darwin"];
+    assert.equal(build.top, `cncop-${version}-${os}-${process.arch}`);
+    assert.equal(build.archive, join(build.dir, "dist", `${build.top}.tar.gz`));
     for (const p of ["Config/cncop3.ini", "README.md", "LICENSE", "Logs", "Spool/Work"]) {
       assert.ok(existsSync(join(app, p)), `${p} in the archive`);
     }
