@@ -8,6 +8,7 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { UsageError } from "../core/errors.ts";
+import { redirectZxImports } from "./zx_imports.ts";
 
 const usage = `Usage: zx SCRIPT.mjs [args...]
 
@@ -29,6 +30,7 @@ export async function main(argv: string[]): Promise<number> {
   // The script sees itself as argv[1] and its own arguments after it, as under zx's CLI.
   process.argv = [process.argv[0]!, file, ...args];
   await import("zx/globals");
+  redirectZxImports(await import("zx"));
   await import(pathToFileURL(file).href);
   return typeof process.exitCode === "number" ? process.exitCode : 0;
 }

@@ -249,12 +249,16 @@ describe("release archive", { skip: process.platform === "win32" && "tar.gz test
     ok(await run(join(home, "Bin", "cncopjobs"), ["list"], noCache), "cncopjobs list");
   });
 
-  test("a zx script runs through the executable with $, fs, path and its arguments", async () => {
+  test("a zx script runs through the executable with $, fs, path, its arguments and import of zx", async () => {
     const script = join(tempDir(), "probe.mjs");
     writeFileSync(
       script,
       [
-        "const out = await $`echo shell ${process.env.CNCOP_JOB_ID}`;",
+        'import { $ as zx$ } from "zx";', // resolves to the zx inside the executable
+        "const out = await zx$`echo shell ${process.env.CNCOP_JOB_ID}`;",
+        "if (out.stdout !== (await $`echo shell ${process.env.CNCOP_JOB_ID}`).stdout) {",
+        "  throw new Error('the global $ differs');",
+        "}",
         "await fs.writeJson(path.join(argv._[0], 'probe.json'), {",
         "  out: out.stdout.trim(), exec: path.basename(process.execPath), args: argv._,",
         "});",
