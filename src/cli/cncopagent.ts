@@ -44,5 +44,6 @@ A job another cncopagent is running is skipped. Logs: Logs/CA-YY-MM-DD_HHMM.log.
     debug: f.debug,
     config: f.config,
     email: f.email,
+    argv,
   });
 }

@@ -20,6 +20,8 @@ export interface DispatchOptions {
   config?: string;
   /** `--email ADDR[,ADDR]`. */
   email?: string;
+  /** The arguments as given, for the log. */
+  argv?: string[];
 }
 
 function envMs(name: string, fallback: number): number {
@@ -69,7 +71,7 @@ export async function runDispatcher(o: DispatchOptions): Promise<number> {
   const outcomes: JobOutcome[] = [];
   try {
     log.info(
-      `cncopagent ${process.argv.slice(2).join(" ")}: ${jobs.length} job(s): ${
+      `cncopagent ${(o.argv ?? []).join(" ")}: ${jobs.length} job(s): ${
         jobs.map((j) => j.id).join(", ")
       }`,
     );
