@@ -2,16 +2,20 @@
 //!
 //! One thread runs the depth-first walk in order (siblings sorted by the bytes of their
 //! UTF-8 names, a directory before its content) and hands batches to JS through a bounded
-//! channel. Directory listings (readdir + lstat + readlink + stat of every entry) run on the
-//! rayon pool: entering a directory starts the listings of all the subdirectories it will
-//! descend into, so the pool works ahead of the walker while memory stays bounded by the
-//! directories on the current path. The portable twin is src/native/portable/walk.ts.
+//! channel. Directory listings (readdir + fstatat + readlink + stat of every entry) run on
+//! the rayon pool: a worker that lists a directory starts the listings of its real
+//! subdirectories right away, so the pool runs ahead of the walker on all cores, while a
+//! budget (PREFETCH_BUDGET listings) bounds memory. Symlinked directories are listed on
+//! demand by the walker, which knows the ancestors and so the loops. The portable twin is
+//! src/native/portable/walk.ts.
 
 use std::ffi::OsString;
 use std::fs::{self, Metadata};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -157,26 +161,64 @@ struct Child {
     link: Option<String>,
     /// stat() through the link, when following links.
     target: Option<io::Result<Metadata>>,
+    /// This directory's own listing, already started by the worker that listed its parent.
+    prefetched: Option<Pending>,
 }
+
+/// A listing on its way; gives its prefetch budget back when received or dropped.
+struct Pending {
+    rx: Receiver<Listing>,
+    budget: Option<Arc<AtomicIsize>>,
+}
+
+impl Pending {
+    fn recv(self) -> Listing {
+        self.rx
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("listing worker died")))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What listing workers need to start the listings of subdirectories ahead of the walker.
+struct Prefetch {
+    follow: bool,
+    exclude: Option<Arc<GlobSet>>,
+    /// Root device, when not crossing filesystems.
+    one_fs_dev: Option<u64>,
+    /// Listings that may be started ahead and not yet consumed.
+    budget: Arc<AtomicIsize>,
+}
+
+/// How many directory listings may run ahead of the walker.
+const PREFETCH_BUDGET: isize = 4096;
 
 type Listing = io::Result<Vec<Child>>;
 
-fn list_dir(dir: &Path, follow: bool) -> Listing {
+fn list_dir(dir: &Path, rel: &str, ctx: &Arc<Prefetch>) -> Listing {
     let mut out = Vec::new();
     for de in fs::read_dir(dir)? {
         let de = de?;
         let os_name = de.file_name();
         let name = os_name.to_string_lossy().into_owned();
-        let abs = dir.join(&os_name);
-        let lstat = fs::symlink_metadata(&abs);
+        // fstatat relative to the open directory: no path resolution from the root.
+        let lstat = de.metadata();
         let mut link = None;
         let mut target = None;
         if let Ok(m) = &lstat {
             if m.file_type().is_symlink() {
+                let abs = dir.join(&os_name);
                 link = fs::read_link(&abs)
                     .ok()
                     .map(|t| t.to_string_lossy().into_owned());
-                if follow {
+                if ctx.follow {
                     target = Some(fs::metadata(&abs));
                 }
             }
@@ -187,18 +229,47 @@ fn list_dir(dir: &Path, follow: bool) -> Listing {
             lstat,
             link,
             target,
+            prefetched: None,
         });
     }
     out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    // Start the listings of real subdirectories the walker will enter (symlinked ones are
+    // left to the walker, which knows the ancestors and so the loops).
+    for c in &mut out {
+        let Ok(m) = &c.lstat else { continue };
+        if !m.is_dir() {
+            continue;
+        }
+        let crel = if rel.is_empty() {
+            c.name.clone()
+        } else {
+            format!("{rel}/{}", c.name)
+        };
+        if ctx.exclude.as_ref().is_some_and(|x| x.is_match(&crel)) {
+            continue;
+        }
+        if ctx.one_fs_dev.is_some_and(|d| dev_ino(m).0 != d) {
+            continue;
+        }
+        if ctx.budget.fetch_sub(1, Ordering::Relaxed) <= 0 {
+            ctx.budget.fetch_add(1, Ordering::Relaxed);
+            break;
+        }
+        c.prefetched = Some(spawn_list(dir.join(&c.os_name), crel, ctx, true));
+    }
     Ok(out)
 }
 
-fn spawn_list(dir: PathBuf, follow: bool) -> Receiver<Listing> {
+fn spawn_list(dir: PathBuf, rel: String, ctx: &Arc<Prefetch>, budgeted: bool) -> Pending {
     let (tx, rx) = mpsc::sync_channel(1);
+    let c = ctx.clone();
     rayon::spawn(move || {
-        let _ = tx.send(list_dir(&dir, follow));
+        let _ = tx.send(list_dir(&dir, &rel, &c));
     });
-    rx
+    Pending {
+        rx,
+        budget: budgeted.then(|| ctx.budget.clone()),
+    }
 }
 
 fn build_set(patterns: &[String]) -> Result<Option<GlobSet>, String> {
@@ -226,15 +297,15 @@ struct Plan {
     entry: Entry,
     included: bool,
     abs: PathBuf,
-    listing: Option<Receiver<Listing>>,
+    listing: Option<Pending>,
     dev_ino: (u64, u64),
 }
 
 struct Walker {
     opts: Options,
-    follow: bool,
+    ctx: Arc<Prefetch>,
     include: Option<GlobSet>,
-    exclude: Option<GlobSet>,
+    exclude: Option<Arc<GlobSet>>,
     root_dev: u64,
     batch: Vec<Entry>,
     tx: SyncSender<Vec<Entry>>,
@@ -273,7 +344,6 @@ impl Walker {
             }
             let included =
                 parent_included || self.include.as_ref().is_none_or(|s| s.is_match(&rel));
-            let abs = dir_abs.join(&c.os_name);
             let mut e = Entry {
                 path: rel,
                 ..Default::default()
@@ -309,8 +379,16 @@ impl Walker {
                     }
                 }
             }
+            let abs = if descend {
+                dir_abs.join(&c.os_name)
+            } else {
+                PathBuf::new()
+            };
             let listing = if descend {
-                Some(spawn_list(abs.clone(), self.follow))
+                Some(match c.prefetched {
+                    Some(p) => p,
+                    None => spawn_list(abs.clone(), e.path.clone(), &self.ctx, false),
+                })
             } else {
                 None
             };
@@ -332,10 +410,8 @@ impl Walker {
                         self.emit(e)?;
                     }
                 }
-                Some(rx) => {
-                    let listing = rx
-                        .recv()
-                        .unwrap_or_else(|_| Err(io::Error::other("listing worker died")));
+                Some(pending) => {
+                    let listing = pending.recv();
                     match listing {
                         Err(err) => {
                             e.kind = KIND_ERROR;
@@ -371,25 +447,30 @@ pub struct Walk {
 /// readable directory or a pattern is invalid.
 pub fn start(root: &Path, opts: Options) -> Result<Walk, String> {
     let include = build_set(&opts.include)?;
-    let exclude = build_set(&opts.exclude)?;
+    let exclude = build_set(&opts.exclude)?.map(Arc::new);
     let meta =
         fs::metadata(root).map_err(|e| format!("walk: {}: {}", root.display(), error_text(&e)))?;
     if !meta.is_dir() {
         return Err(format!("walk: {} is not a directory", root.display()));
     }
-    let children = list_dir(root, opts.follow_links && !opts.skip_links)
-        .map_err(|e| format!("walk: {}: {}", root.display(), error_text(&e)))?;
-    let (tx, rx) = mpsc::sync_channel::<Vec<Entry>>(2);
-    let root = root.to_path_buf();
-    let follow = opts.follow_links && !opts.skip_links;
-    let mut opts = opts;
-    if opts.batch_size == 0 {
-        opts.batch_size = 4096;
-    }
     #[cfg(unix)]
     let root_dev = meta.dev();
     #[cfg(not(unix))]
     let root_dev = 0;
+    let ctx = Arc::new(Prefetch {
+        follow: opts.follow_links && !opts.skip_links,
+        exclude: exclude.clone(),
+        one_fs_dev: opts.one_file_system.then_some(root_dev),
+        budget: Arc::new(AtomicIsize::new(PREFETCH_BUDGET)),
+    });
+    let children = list_dir(root, "", &ctx)
+        .map_err(|e| format!("walk: {}: {}", root.display(), error_text(&e)))?;
+    let (tx, rx) = mpsc::sync_channel::<Vec<Entry>>(2);
+    let root = root.to_path_buf();
+    let mut opts = opts;
+    if opts.batch_size == 0 {
+        opts.batch_size = 4096;
+    }
     let di = dev_ino(&meta);
     std::thread::Builder::new()
         .name("cncop-walk".into())
@@ -397,7 +478,7 @@ pub fn start(root: &Path, opts: Options) -> Result<Walk, String> {
         .spawn(move || {
             let mut w = Walker {
                 opts,
-                follow,
+                ctx,
                 include,
                 exclude,
                 root_dev,
@@ -486,5 +567,24 @@ mod tests {
             ]
         );
         fs::remove_dir_all(&d).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    /// `CNCOP_WALK_BENCH=/path cargo test --release walk_bench -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn walk_bench() {
+        let root = std::env::var("CNCOP_WALK_BENCH").unwrap();
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let opts = super::Options {
+                batch_size: 4096,
+                ..Default::default()
+            };
+            let n = super::collect(root.as_ref(), opts).unwrap().len();
+            println!("{n} entries in {:?}", t.elapsed());
+        }
     }
 }

@@ -126,8 +126,17 @@ function addonCore(b: NativeBinding): NativeCore {
     patch: (basePath, deltaPath, outPath, expected) =>
       wrapAsync(b.patch(basePath, deltaPath, outPath, expected)),
     lockFile: async (path, wait): Promise<FileLock | null> => {
-      const l = await wrapAsync(b.lockFile(path, wait));
-      return l === null ? null : { release: () => l.release() };
+      // Waiting polls with non-blocking attempts: a blocking flock would hold one of the
+      // four libuv pool threads, which every fs call of the process shares, for as long as
+      // the other holder runs.
+      let delay = 10;
+      for (;;) {
+        const l = await wrapAsync(b.lockFile(path, false));
+        if (l !== null) return { release: () => l.release() };
+        if (!wait) return null;
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 250);
+      }
     },
     forkRead: (path, name) => wrapSync(() => b.forkRead(path, name)),
     forkWrite: (path, name, value) => wrapSync(() => b.forkWrite(path, name, value)),
