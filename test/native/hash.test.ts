@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { CncopError } from "../../src/core/errors.ts";
 import { cores, randomBytes, scratch } from "./_helpers.ts";
 
 for (const core of cores) {
@@ -39,8 +40,16 @@ for (const core of cores) {
       done = true;
       assert.equal(h, core.blake3(data));
       assert.ok(turns > 0, "the event loop did not turn during blake3File()");
-      await assert.rejects(core.blake3File(join(s.dir, "missing")), /ENOENT/);
-      await assert.rejects(core.xxh3File(join(s.dir, "missing")), /ENOENT/);
+      const missing = join(s.dir, "missing");
+      await assert.rejects(
+        core.blake3File(missing),
+        (e) => e instanceof CncopError && /ENOENT/.test(e.message),
+      );
+      await assert.rejects(
+        core.xxh3File(missing),
+        (e) => e instanceof CncopError && /ENOENT/.test(e.message),
+      );
+      await assert.rejects(core.signature(missing, join(s.dir, "sig")), CncopError);
     } finally {
       s.done();
     }
