@@ -12,6 +12,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { join, relative } from "node:path";
 import { openJobsDb } from "../../src/core/jobs_db.ts";
 import type { HomePaths } from "../../src/core/home.ts";
+import type { CncopdHandle } from "../helpers/cncopd.ts";
 import { mainTs } from "../helpers/run_cli.ts";
 import { tempHome } from "../helpers/tmp.ts";
 
@@ -42,19 +43,25 @@ export function cncop(
   return Object.assign(p, { pid: () => child.pid, kill: (s: NodeJS.Signals) => child.kill(s) });
 }
 
-/** A home whose cncop3.ini points at `url` with `token`, and one CCS job on `source`. */
-export function ccsHome(
-  url: string,
-  token: string,
+let devices = 0;
+
+/**
+ * A home of its own device (a new token from `d`) whose cncop3.ini points at `d` (or at
+ * `url`, e.g. a proxy), and one CCS job on `source`.
+ */
+export async function ccsHome(
+  d: CncopdHandle,
   source: string,
   job: { deleteCollar?: number; include?: string[] } = {},
-): { home: HomePaths; jobId: number } {
+  url: string = d.url,
+): Promise<{ home: HomePaths; jobId: number; token: string }> {
   const home = tempHome();
+  const token = await d.addDevice(`dev-${process.pid}-${++devices}`);
   writeFileSync(home.configFile, `[network]\nurl = ${url}\ntoken = ${token}\n`);
   const db = openJobsDb(home.jobsDb);
   const j = db.add({ title: "docs", type: "CCS", source, ...job });
   db.close();
-  return { home, jobId: j.id };
+  return { home, jobId: j.id, token };
 }
 
 /** nq then dq for the job (as a user would run them by hand). */

@@ -36,7 +36,7 @@ test("first backup restores byte for byte; an unchanged tree makes no network re
   writeFileSync(join(src, "empty"), "");
   const proxy = await countingProxy(d.port);
   try {
-    const { home, jobId } = ccsHome(proxy.url, d.token, src);
+    const { home, jobId } = await ccsHome(d, src, {}, proxy.url);
     const r = await backup(home, jobId);
     ok(r.nq, "nq");
     ok(r.dq, "dq");
@@ -70,7 +70,7 @@ test("a few bytes edited in a large file are sent as a small pack-update", async
   const big = Buffer.alloc(4 << 20);
   for (let i = 0; i < big.length; i++) big[i] = (i * 2654435761) >>> 24;
   writeFileSync(join(src, "big.db"), big);
-  const { home, jobId } = ccsHome(d.url, d.token, src);
+  const { home, jobId } = await ccsHome(d, src);
   const r = await backup(home, jobId);
   ok(r.nq, "nq");
   ok(r.dq, "dq");
@@ -94,7 +94,7 @@ test("a renamed folder is one small move; the earlier time still restores the ol
     writeFileSync(join(dir, `f${i}.txt`), `proposal ${i}\n`);
   }
   writeFileSync(join(src, "other.txt"), "stays\n");
-  const { home, jobId } = ccsHome(d.url, d.token, src);
+  const { home, jobId } = await ccsHome(d, src);
   const first = await backup(home, jobId);
   ok(first.nq, "nq");
   ok(first.dq, "dq");

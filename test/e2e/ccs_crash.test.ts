@@ -35,7 +35,7 @@ test("network down during dq: exit 75, packs kept; the next run completes", asyn
   const src = join(tempDir(), "src");
   mkdirSync(src);
   for (let i = 0; i < 30; i++) writeFileSync(join(src, `f${i}`), Buffer.alloc(1000 + i, i));
-  const { home, jobId } = ccsHome(d.url, d.token, src);
+  const { home, jobId } = await ccsHome(d, src);
   ok(await cncop(home, ["backupagentnq", String(jobId)], fast), "nq");
   const packs = readdirSync(home.work).filter((f) => f.endsWith(".pack")).length;
   assert.equal(packs, 30);
@@ -57,7 +57,7 @@ test("kill -9 of nq or dq at random points in 20 runs: the following run complet
   const src = join(tempDir(), "src");
   mkdirSync(join(src, "a"), { recursive: true });
   for (let i = 0; i < 40; i++) writeFileSync(join(src, "a", `f${i}`), `file ${i}\n`.repeat(i * 50));
-  const { home, jobId } = ccsHome(d.url, d.token, src);
+  const { home, jobId } = await ccsHome(d, src);
   let seed = 7;
   const rnd = (n: number) => {
     seed = (seed * 1103515245 + 12345) % 2147483648;

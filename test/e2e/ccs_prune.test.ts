@@ -21,8 +21,8 @@ after(async () => {
   await d.cleanup();
 });
 
-async function cloudCount(job: number): Promise<number> {
-  const c = new NetworkClient({ url: d.url, token: d.token });
+async function cloudCount(token: string, job: number): Promise<number> {
+  const c = new NetworkClient({ url: d.url, token });
   let n = 0;
   for await (const _ of c.peek(String(job))) n++;
   c.close();
@@ -50,48 +50,48 @@ function ok(r: { status: number | null; stderr: string }, what: string) {
 
 test("deletes stop at the collar, the rest are pending and go on the next run", async () => {
   const src = tree(200);
-  const { home, jobId } = ccsHome(d.url, d.token, src, { deleteCollar: 150 });
+  const { home, jobId, token } = await ccsHome(d, src, { deleteCollar: 150 });
   const r = await backup(home, jobId);
   ok(r.nq, "nq");
   ok(r.dq, "dq");
-  assert.equal(await cloudCount(jobId), 201);
+  assert.equal(await cloudCount(token, jobId), 201);
   rmSync(join(src, "d"), { recursive: true });
   const r1 = await backup(home, jobId);
   ok(r1.nq, "nq");
   ok(r1.dq, "dq");
-  assert.equal(await cloudCount(jobId), 51);
+  assert.equal(await cloudCount(token, jobId), 51);
   assert.equal(lastNqStats(home).pendingDeletes, 50);
   const r2 = await backup(home, jobId);
   ok(r2.nq, "nq");
   ok(r2.dq, "dq");
-  assert.equal(await cloudCount(jobId), 1);
+  assert.equal(await cloudCount(token, jobId), 1);
   assert.equal(lastNqStats(home).pendingDeletes, 0);
 });
 
 test("--nomaxdelete deletes everything at once", async () => {
   const src = tree(200);
-  const { home, jobId } = ccsHome(d.url, d.token, src, { deleteCollar: 150 });
+  const { home, jobId, token } = await ccsHome(d, src, { deleteCollar: 150 });
   ok((await backup(home, jobId)).dq, "dq");
   rmSync(join(src, "d"), { recursive: true });
   const r = await backup(home, jobId, ["--nomaxdelete"]);
   ok(r.nq, "nq");
   ok(r.dq, "dq");
-  assert.equal(await cloudCount(jobId), 1);
+  assert.equal(await cloudCount(token, jobId), 1);
 });
 
 test("a missing or emptied source root deletes nothing and reports an error", async () => {
   const src = tree(20);
-  const { home, jobId } = ccsHome(d.url, d.token, src);
+  const { home, jobId, token } = await ccsHome(d, src);
   ok((await backup(home, jobId)).dq, "dq");
   renameSync(src, `${src}.unmounted`);
   const r = await backup(home, jobId, ["--nomaxdelete"]);
   assert.equal(r.nq.status, 1);
-  assert.equal(await cloudCount(jobId), 21);
+  assert.equal(await cloudCount(token, jobId), 21);
   const je = listReports(home.messages).filter((x) => x.report?.kind === "JE");
   assert.match(je[je.length - 1]!.report!.message!, /missing/);
   // An empty mount point is the same case.
   mkdirSync(src);
   const r2 = await backup(home, jobId, ["--nomaxdelete"]);
   assert.equal(r2.nq.status, 1);
-  assert.equal(await cloudCount(jobId), 21);
+  assert.equal(await cloudCount(token, jobId), 21);
 });

@@ -24,7 +24,7 @@ const fast = { CNCOP_NETWORK_RETRIES: "1", CNCOP_NETWORK_BACKOFF_MS: "50" };
 const base = { jobTitle: "docs", jobType: "CCS", session: "s1", program: "test" };
 
 test("reports pile up while the network is down and go in JE, JS, JF order when it is back", async () => {
-  const { home, jobId } = ccsHome(d.url, d.token, tempDir());
+  const { home, jobId, token } = await ccsHome(d, tempDir());
   // Written in the reverse of the sending order.
   writeReport(home.messages, { ...base, kind: "JF", jobId, result: "OK" });
   writeReport(home.messages, { ...base, kind: "JS", jobId, stats: { files: 3 } });
@@ -40,7 +40,7 @@ test("reports pile up while the network is down and go in JE, JS, JF order when 
   const r = await cncop(home, ["cncopreporter"], fast);
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(readdirSync(home.messages).filter((f) => f.endsWith(".json")), []);
-  const c = new NetworkClient({ url: d.url, token: d.token });
+  const c = new NetworkClient({ url: d.url, token });
   const got = await c.reports(String(jobId));
   c.close();
   assert.deepEqual(got.map((x) => x.type), ["JE", "JS", "JF"]);
@@ -48,7 +48,7 @@ test("reports pile up while the network is down and go in JE, JS, JF order when 
 });
 
 test("a report the network refuses stays, and is dropped with a log line after 5 days", async () => {
-  const { home } = ccsHome(d.url, d.token, tempDir());
+  const { home } = await ccsHome(d, tempDir());
   const old = new Date(Date.now() - 6 * 86400_000).toISOString();
   // Reports larger than the network takes (413): a fresh one and one 6 days old.
   const huge = "x".repeat(1100 * 1024);

@@ -1,0 +1,168 @@
+/**
+ * End to end: the CCS agent driven by the dispatcher (cncopagent starts nq and dq together
+ * with the same command line and a job session, then cncopreporter), and the options a
+ * user reaches for: dry run, saved and logged peeks, include filters, links, locks.
+ */
+import assert from "node:assert/strict";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { NetworkClient } from "../../src/network/client.ts";
+import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
+import { tempDir } from "../helpers/tmp.ts";
+import { backup, ccsHome, cncop, treeDigest } from "../ccs/e2e_helpers.ts";
+
+let d: CncopdHandle;
+before(async () => {
+  d = await startCncopd();
+});
+after(async () => {
+  await d.cleanup();
+});
+
+function ok(r: { status: number | null; stderr: string; stdout?: string }, what: string) {
+  assert.equal(r.status, 0, `${what} failed: ${r.stderr}${r.stdout ?? ""}`);
+}
+
+async function cloudPaths(token: string, job: number): Promise<string[]> {
+  const c = new NetworkClient({ url: d.url, token });
+  const out: string[] = [];
+  for await (const f of c.peek(String(job))) out.push(f.path);
+  c.close();
+  return out.sort();
+}
+
+function source(): string {
+  const src = join(tempDir(), "src");
+  mkdirSync(join(src, "docs"), { recursive: true });
+  for (let i = 0; i < 25; i++) writeFileSync(join(src, "docs", `d${i}.md`), `# doc ${i}\n`);
+  writeFileSync(join(src, "notes.tmp"), "scratch");
+  return src;
+}
+
+test("cncopagent runs nq and dq together, then delivers the reports", async () => {
+  const src = source();
+  const { home, jobId, token } = await ccsHome(d, src);
+  const r = await cncop(home, ["cncopagent", String(jobId)]);
+  ok(r, "cncopagent");
+  const out = join(tempDir(), "out");
+  ok(await cncop(home, ["cncoprestore", String(jobId), "--to", out]), "restore");
+  assert.deepEqual(treeDigest(out), treeDigest(src));
+  assert.deepEqual(readdirSync(home.work).filter((f) => f.endsWith(".pack")), []);
+  const c = new NetworkClient({ url: d.url, token });
+  const types = (await c.reports(String(jobId))).map((x) => x.type);
+  c.close();
+  assert.ok(types.includes("JS") && types.includes("JF"), `reports: ${types}`);
+  assert.deepEqual(readdirSync(home.messages).filter((f) => f.endsWith(".json")), []);
+
+  // A second dispatcher run with a change: dq waits for nq of its session, then sends it.
+  writeFileSync(join(src, "docs", "d3.md"), "# changed\n");
+  ok(await cncop(home, ["cncopagent", String(jobId)]), "cncopagent again");
+  const out2 = join(tempDir(), "out");
+  ok(await cncop(home, ["cncoprestore", String(jobId), "--to", out2]), "restore");
+  assert.deepEqual(treeDigest(out2), treeDigest(src));
+});
+
+test("--dryrun prints the queues, sends nothing and forces the next full peek", async () => {
+  const src = source();
+  const { home, jobId, token } = await ccsHome(d, src);
+  const r = await cncop(home, ["backupagentnq", "-n", String(jobId)]);
+  ok(r, "nq -n");
+  assert.match(r.stdout, /ADD: 26/);
+  assert.match(r.stdout, /\.\.\. 16 more/);
+  assert.deepEqual(await cloudPaths(token, jobId), []);
+  assert.deepEqual(readdirSync(home.work).filter((f) => f.endsWith(".pack")), []);
+  ok(await cncop(home, ["backupagentdq", "-n", String(jobId)]), "dq -n exits at once");
+  assert.equal(readdirSync(home.work).filter((f) => f.endsWith(".pack")).length, 0);
+
+  ok((await backup(home, jobId)).dq, "backup");
+  const nqLog = () =>
+    readFileSync(join(home.logs, readdirSync(home.logs).find((f) => /^NQ-/.test(f))!), "utf8");
+  ok(await cncop(home, ["backupagentnq", String(jobId)]), "unchanged run");
+  const skips = nqLog().match(/nothing changed/g)?.length ?? 0;
+  assert.equal(skips, 1);
+  ok(await cncop(home, ["backupagentnq", "-n", String(jobId)]), "dry run");
+  ok(await cncop(home, ["backupagentnq", String(jobId)]), "run after the dry run");
+  assert.equal(nqLog().match(/nothing changed/g)?.length, 1, "the dry run forced a full peek");
+});
+
+test("--savepeek and --peeklog write the cloud peek as XML; include filters log PEEK-NICLD", async () => {
+  const src = source();
+  const { home, jobId, token } = await ccsHome(d, src, { include: ["docs/**"] });
+  ok((await backup(home, jobId)).dq, "first backup");
+  assert.equal(
+    (await cloudPaths(token, jobId)).length,
+    25,
+    "notes.tmp is outside the include filter",
+  );
+  const xml = join(tempDir(), "peek.xml");
+  ok(
+    await cncop(home, [
+      "backupagentnq",
+      "--forcepeek",
+      "--savepeek",
+      xml,
+      "--peeklog",
+      String(jobId),
+    ]),
+    "nq --savepeek --peeklog",
+  );
+  const saved = readFileSync(xml, "utf8");
+  assert.equal(saved.match(/<file /g)?.length, 25);
+  assert.match(saved, /path="docs\/d0.md"/);
+  const pk = readdirSync(home.logs).filter((f) => f.startsWith("NQPK-"));
+  assert.equal(pk.length, 1);
+  assert.equal(readFileSync(join(home.logs, pk[0]!), "utf8").match(/<file /g)?.length, 25);
+  const nq = readFileSync(
+    join(home.logs, readdirSync(home.logs).find((f) => /^NQ-/.test(f))!),
+    "utf8",
+  );
+  assert.match(nq, /PEEK-NICLD notes\.tmp/);
+  const lines = nq.match(/PEEK-NICLD/g)?.length;
+  ok(await cncop(home, ["backupagentnq", "--forcepeek", "--nicld", String(jobId)]), "--nicld");
+  const again = readFileSync(
+    join(home.logs, readdirSync(home.logs).find((f) => /^NQ-/.test(f))!),
+    "utf8",
+  );
+  assert.equal(again.match(/PEEK-NICLD/g)?.length, lines, "--nicld logs no PEEK-NICLD line");
+  // --skippeekcloud reuses the saved peek: no new XML is needed, the result is the same.
+  ok(await cncop(home, ["backupagentnq", "--skippeekcloud", "--forcepeek", String(jobId)]), "skip");
+});
+
+test("symlinks are followed by default and skipped with --nolinks", async () => {
+  const src = source();
+  const outside = join(tempDir(), "outside.txt");
+  writeFileSync(outside, "linked content");
+  symlinkSync(outside, join(src, "link.txt"));
+  const a = await ccsHome(d, src);
+  ok((await backup(a.home, a.jobId)).dq, "backup");
+  assert.ok((await cloudPaths(a.token, a.jobId)).includes("link.txt"));
+  const b = await ccsHome(d, src);
+  ok((await backup(b.home, b.jobId, ["--nolinks"])).dq, "backup --nolinks");
+  assert.ok(!(await cloudPaths(b.token, b.jobId)).includes("link.txt"));
+});
+
+test("--noapplock logs to NQU-; --usevss is a clear error off Windows; bad options exit 2", async () => {
+  const src = source();
+  const { home, jobId, token } = await ccsHome(d, src);
+  ok(await cncop(home, ["backupagentnq", "--noapplock", "--chunksize", "5", String(jobId)]), "nq");
+  assert.ok(readdirSync(home.logs).some((f) => f.startsWith("NQU-")));
+  if (process.platform !== "win32") {
+    const v = await cncop(home, ["backupagentnq", "--usevss", String(jobId)]);
+    assert.equal(v.status, 2);
+    assert.match(v.stderr, /--usevss needs Windows/);
+  }
+  const bad = await cncop(home, ["backupagentdq", "--maxbacklog", "zero", String(jobId)]);
+  assert.equal(bad.status, 2);
+  const none = await cncop(home, ["backupagentnq", "no-such-job"]);
+  assert.equal(none.status, 1);
+  assert.match(none.stderr, /no job "no-such-job"/);
+  assert.ok(existsSync(home.work));
+});
