@@ -151,7 +151,7 @@ test("symlinks are followed by default and skipped with --nolinks", async () => 
 
 test("--noapplock logs to NQU-; --usevss is a clear error off Windows; bad options exit 2", async () => {
   const src = source();
-  const { home, jobId, token } = await ccsHome(d, src);
+  const { home, jobId } = await ccsHome(d, src);
   ok(await cncop(home, ["backupagentnq", "--noapplock", "--chunksize", "5", String(jobId)]), "nq");
   assert.ok(readdirSync(home.logs).some((f) => f.startsWith("NQU-")));
   if (process.platform !== "win32") {
