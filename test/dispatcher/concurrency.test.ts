@@ -16,7 +16,9 @@ import {
 
 const posix = process.platform !== "win32";
 
-test("cncopagent skips a job another cncopagent is running; other jobs still run", async () => {
+test("cncopagent skips a job another cncopagent is running; other jobs still run", {
+  timeout: 60_000,
+}, async () => {
   const h = testHome();
   const go = join(h.state, "go");
   const held = addJob(h, { title: "Held", agentArgs: ["--wait-file", go] });
@@ -42,7 +44,10 @@ test("cncopagent skips a job another cncopagent is running; other jobs still run
   assert.equal(reports(h, "JF").filter((r) => r.jobId === held.id).length, 1);
 });
 
-test("cncopagent: a crashed run does not block the next one", { skip: !posix }, async () => {
+test("cncopagent: a crashed run does not block the next one", {
+  skip: !posix,
+  timeout: 60_000,
+}, async () => {
   const h = testHome();
   const job = addJob(h, { title: "Crashy", agentArgs: ["--mode", "hang"] });
   const first = startCncopagent(h, ["Crashy"]);
@@ -64,6 +69,7 @@ test("cncopagent: a crashed run does not block the next one", { skip: !posix }, 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   test(`cncopagent on ${signal}: stops the agent, runs postrun-failure once, files the JF`, {
     skip: !posix,
+    timeout: 60_000,
   }, async () => {
     const h = testHome();
     const job = addJob(h, {
