@@ -7,7 +7,7 @@
 //
 // Usage: node bench/startup.mjs [--runs 50] [--write]   (--write updates bench/RESULTS.md)
 import { spawnSync } from "node:child_process";
-import { cpus } from "node:os";
+import { cpus, loadavg } from "node:os";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { $, minimist, tmpfile, which } from "zx";
@@ -71,8 +71,19 @@ function withLoop() {
 const tool = (await which("hyperfine", { nothrow: true })) ? "hyperfine" : "loop";
 const medians = tool === "hyperfine" ? await withHyperfine() : withLoop();
 const floor = medians[0];
-const rows = cases.map(([name], i) =>
-  `| ${name} | ${medians[i].toFixed(1)} | ${(medians[i] / floor).toFixed(1)}x |`
+/** A markdown table padded the way `deno fmt` leaves it (first column left, others right). */
+function table(head, body) {
+  const width = head.map((h, c) => Math.max(h.length, ...body.map((r) => r[c].length)));
+  const line = (cells) =>
+    `| ${cells.map((x, c) => (c === 0 ? x.padEnd(width[c]) : x.padStart(width[c]))).join(" | ")} |`;
+  const rule = `| ${
+    width.map((w, c) => (c === 0 ? "-".repeat(w) : "-".repeat(w - 1) + ":")).join(" | ")
+  } |`;
+  return [line(head), rule, ...body.map(line)];
+}
+const rows = table(
+  ["command", "median ms", "vs floor"],
+  cases.map(([name], i) => [name, medians[i].toFixed(1), `${(medians[i] / floor).toFixed(1)}x`]),
 );
 const mb = (f) => (statSync(f).size / 1048576).toFixed(1);
 const section = [
@@ -80,10 +91,9 @@ const section = [
   "",
   `Start-up of the single executable (\`bench/startup.mjs\`, ${tool}, median of ${runs} runs, ` +
   `${new Date().toISOString().slice(0, 10)}, ${cpus()[0]?.model ?? "?"} x${cpus().length}, ` +
-  `Node ${pinnedNodeVersion()} ${hostTarget()}). Goal: \`cncop --help\` under 300 ms.`,
+  `Node ${pinnedNodeVersion()} ${hostTarget()}, load average ${loadavg()[0].toFixed(1)}). ` +
+  "Goal: `cncop --help` under 300 ms.",
   "",
-  "| command | median ms | vs floor |",
-  "| --- | ---: | ---: |",
   ...rows,
   "",
   `Executable ${mb(plain.exe)} MB (the official Node binary is ${mb(node)} MB); bundle ` +

@@ -184,7 +184,8 @@ export async function buildSea(opts = {}) {
 
   const assets = {};
   let nativeSha = null;
-  const nativeFile = opts.native === false
+  // The addon in native/ is the build machine's: another target gets one only with --native.
+  const nativeFile = opts.native === false || (opts.native === undefined && target !== hostTarget())
     ? null
     : opts.native ?? join(repo, "native", "cncop_native.node");
   if (nativeFile !== null && existsSync(nativeFile)) {
