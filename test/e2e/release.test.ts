@@ -112,7 +112,8 @@ function writeV1JobsDb(path: string): void {
 const pinnedNode = JSON.parse(readFileSync(join(repo, "package.json"), "utf8")).devDependencies
   .node as string;
 const version = JSON.parse(readFileSync(join(repo, "package.json"), "utf8")).version as string;
-const programs = [
+/** The programs of DESIGN.md: each must have its name in Bin/. */
+const designPrograms = [
   "backupagentdq",
   "backupagentnq",
   "cncopagent",
@@ -122,6 +123,10 @@ const programs = [
   "cncoprestore",
   "w",
 ];
+/** Every program of the table except the `cncop` subcommands. */
+const programs = Object.keys(
+  ((await import("../../src/cli/programs.ts")) as { programs: Record<string, unknown> }).programs,
+).filter((p) => !["init", "version", "zx"].includes(p)).sort();
 
 describe("release archive", { skip: process.platform === "win32" && "tar.gz test" }, () => {
   let build: ReleaseBuild;
@@ -152,6 +157,7 @@ describe("release archive", { skip: process.platform === "win32" && "tar.gz test
     assert.equal(statSync(join(app, "Bin", "cncop")).mode & 0o111, 0o111, "cncop is executable");
     const names = readdirSync(join(app, "Bin")).sort();
     assert.deepEqual(names, ["cncop", ...programs].sort());
+    for (const p of designPrograms) assert.ok(names.includes(p), `Bin/${p}`);
     for (const p of programs) {
       assert.ok(lstatSync(join(app, "Bin", p)).isSymbolicLink(), `${p} is a symlink`);
       assert.equal(readlinkSync(join(app, "Bin", p)), "cncop");

@@ -146,9 +146,11 @@ export async function releaseBuild(): Promise<ReleaseBuild> {
   }
   try {
     if (existsSync(done)) return { ...readRelease(join(dir, "dist")), dir, key };
-    // Builds of other source states are of no further use.
+    // Builds of other source states are of no further use once no test run can be using
+    // them (another run, of other sources, may be using one right now).
     for (const n of readdirSync(root)) {
-      if (n !== key && !n.endsWith(".lock")) {
+      const st = statSync(join(root, n), { throwIfNoEntry: false });
+      if (n !== key && !n.endsWith(".lock") && st && Date.now() - st.mtimeMs > 30 * 60_000) {
         rmSync(join(root, n), { recursive: true, force: true });
       }
     }
