@@ -63,7 +63,10 @@ const cpu = (await fs.readFile("/proc/cpuinfo", "utf8")).match(/model name\s*:\s
   os.cpus()[0]?.model;
 const machine =
   `${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ` +
-  `${os.type()} ${os.release()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
+  `${os.type()} ${os.release()}, Node ${process.version}, ${
+    new Date().toISOString().slice(0, 10)
+  }, ` +
+  `load average at start ${os.loadavg()[0].toFixed(1)}`;
 console.log(machine);
 
 // ---- memory bandwidth and hashing
@@ -73,14 +76,14 @@ console.log(machine);
   randomFillSync(a.subarray(0, 64 << 20));
   for (let off = 64 << 20; off < size; off += 64 << 20) a.copy(a, off, 0, 64 << 20);
   const b = Buffer.alloc(size); // zero-filled: pages faulted in before timing
-  const copyMs = await best(async () => a.copy(b));
+  const copyMs = await best(() => a.copy(b));
   const bw = size / (copyMs / 1000);
-  const b3 = await best(async () => native.blake3(a));
-  const xx = await best(async () => native.xxh3(a));
+  const b3 = await best(() => native.blake3(a));
+  const xx = await best(() => native.xxh3(a));
   const f = path.join(work, "hash.bin");
   await fs.writeFile(f, a);
   const b3f = await best(() => native.blake3File(f));
-  const pb3 = await best(async () => portable.blake3(a), 1);
+  const pb3 = await best(() => portable.blake3(a), 1);
   const gbs = (ms) => size / (ms / 1000) / 1e9;
   const bwg = bw / 1e9;
   row("memory copy, 1 GiB Buffer.copy (bandwidth reference)", `${bwg.toFixed(2)} GB/s`, "", "", "");
