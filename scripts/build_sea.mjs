@@ -203,6 +203,8 @@ export async function buildSea(opts = {}) {
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
     useCodeCache: codeCache,
+    // A device's NODE_OPTIONS (meant for some other Node program) must not reach cncop.
+    execArgvExtension: "none",
     assets,
   };
   writeFileSync(join(out, "sea-config.json"), JSON.stringify(config, null, 2) + "\n");
