@@ -19,11 +19,14 @@ import { FileStates, useForks } from "./file_state.ts";
 import { type DeleteCandidate, promoteMoves } from "./moves.ts";
 import { packPlanned, type PackStats, removeStrayFiles } from "./pack.ts";
 import {
+  addCandidates,
+  type AddRow,
   cloudRows,
-  diffListings,
-  type DiffRow,
+  diffCounts,
   fingerprintOf,
+  goneFiles,
   PeekXmlWriter,
+  planContent,
   quickScan,
   rootExists,
   scanSource,
@@ -109,6 +112,7 @@ export async function runNq(ctx: AppContext, refs: string[], o: NqOptions): Prom
   const jobs = selectCcsJobs(ctx, refs);
   const log = ctx.openLog(o.noAppLock ? "NQU" : "NQ", "daily", "backupagentnq");
   const session = o.session ?? sessionOf();
+  o = { ...o, session };
   const work = openWorkDb(join(ctx.paths.work, "work.db"));
   let appLock: HeldLock | undefined;
   try {
@@ -323,60 +327,38 @@ async function enqueueJob(
     if (o.savePeek) log.info(`PEEK: cloud peek saved to ${o.savePeek}`);
   }
   const tCloud = Date.now();
-  const diff = diffListings(work, job.id);
+  const counts = diffCounts(work, job.id);
+  const gone: DeleteCandidate[] = counts.deletes ? goneFiles(work, job.id) : [];
   const states = new FileStates(work, job.id, useForks(root, o.fork ?? "auto", ctx.paths.work));
   const abs = (p: string) => join(root, p);
-  let plan;
-  if (o.skipMoves) {
-    plan = {
-      folderMoves: [],
-      fileMoves: [],
-      updates: [],
-      movedDeletes: [],
-      adds: diff.adds,
-      deletes: diff.deletes as DeleteCandidate[],
-      hashed: 0,
-    };
-  } else {
-    plan = await promoteMoves<DiffRow>(diff.adds, diff.deletes, {
-      hashOf: (a) => states.hash({ ...a, abs: abs(a.path) }),
-      cloudCountUnder: (p) => work.cloudCount(job.id, p),
-    });
+  const candidates = o.skipMoves || gone.length === 0
+    ? []
+    : addCandidates(work, job.id, new Set(gone.map((g) => g.size)));
+  const plan = await promoteMoves<AddRow>(candidates, o.skipMoves ? [] : gone, {
+    hashOf: (a) => states.hash({ ...a, abs: abs(a.path) }),
+    cloudCountUnder: (p) => work.cloudCount(job.id, p),
+  });
+  const deletes = o.skipMoves ? gone : plan.deletes;
+  // A file of a moved folder that changed size was no move candidate: it is still an
+  // UPDATE (a delta against its old version at the new path), not a DELETE + ADD.
+  const movedGone: DeleteCandidate[] = [];
+  for (const d of plan.movedDeletes) {
+    const l = work.stmt(
+      `SELECT path, size, mtime_ns AS mtimeNs, mode, ino, dev FROM local_files
+       WHERE job = ? AND path = ?`,
+    ).get(job.id, d.path) as AddRow | undefined;
+    if (l) plan.updates.push({ add: l, base: d });
+    else movedGone.push(d);
   }
-  const prune = planPrune([...plan.movedDeletes, ...plan.deletes], {
+  const prune = planPrune([...movedGone, ...deletes], {
     rootExists: true,
     localFiles: scan.files,
     cloudFiles: cloudCount,
     walkErrors: scan.errors,
   }, { collar: job.deleteCollar, noMaxDelete: o.noMaxDelete, skipDeletes: o.skipDeletes });
-  const tPlan = Date.now();
-  Object.assign(stats, {
-    files: scan.files,
-    dirs: scan.dirs,
-    bytes: scan.bytes,
-    walkErrors: scan.errors,
-    cloudFiles: cloudCount,
-    unchanged: diff.unchanged,
-    queuedAdds: plan.adds.length,
-    queuedUpdates: diff.changed.length + plan.updates.length,
-    folderMoves: plan.folderMoves.length,
-    fileMoves: plan.fileMoves.length,
-    queuedDeletes: prune.now.length,
-    pendingDeletes: prune.pending,
-    hashed: plan.hashed,
-  });
-  log.info(
-    `PEEK: ${scan.files} files (${
-      mb(scan.bytes)
-    }), ${scan.dirs} dirs, ${scan.errors} walk errors ` +
-      `in ${secs(tWalk - t0)}; cloud ${cloudCount} files in ${secs(tCloud - tWalk)}; ` +
-      `${plan.adds.length} ADD, ${stats.queuedUpdates} UPDATE, ` +
-      `${plan.folderMoves.length} folder MOVE + ${plan.fileMoves.length} file MOVE, ` +
-      `${prune.now.length} DELETE (${prune.pending} pending), ${diff.unchanged} unchanged; ` +
-      `hashed ${plan.hashed} (fork ${states.counts.fork}, cache ${states.counts.cache}, ` +
-      `inode ${states.counts.inode}, read ${states.counts.read}) in ${secs(tPlan - tCloud)}`,
-  );
 
+  // The queues, in one transaction (rolled back by a dry run once it has shown them).
+  const session = o.session ?? sessionOf();
   const items: NewItem[] = [];
   for (const f of plan.folderMoves) {
     items.push({
@@ -390,31 +372,69 @@ async function enqueueJob(
   for (const m of plan.fileMoves) {
     items.push({ kind: "MOVE", path: m.from, newPath: m.to, stage: Stage.fileMove });
   }
-  const content = (r: DiffRow, kind: "ADD" | "UPDATE", base?: { version: number; hash: string }) =>
+  for (const u of plan.updates) {
     items.push({
-      kind,
-      path: r.path,
-      size: r.size,
-      mtimeNs: r.mtimeNs,
-      mode: r.mode,
-      ino: r.ino,
-      dev: r.dev,
-      ...(base ? { baseVersion: base.version, baseHash: base.hash } : {}),
+      kind: "UPDATE",
+      path: u.add.path,
+      size: u.add.size,
+      mtimeNs: u.add.mtimeNs,
+      mode: u.add.mode,
+      ino: u.add.ino,
+      dev: u.add.dev,
+      baseVersion: u.base.version,
+      baseHash: u.base.hash,
     });
-  for (const u of plan.updates) content(u.add, "UPDATE", u.base);
-  for (const r of diff.changed) {
-    content(r, "UPDATE", { version: r.cloudVersion!, hash: r.cloudHash! });
   }
-  for (const a of plan.adds) content(a, "ADD");
   for (const d of prune.now) items.push({ kind: "DELETE", path: d.path });
-
-  if (o.dryRun) {
-    printDryRun(o, job, items, prune.pending);
-    return prune.blocked ? { error: `no deletes: ${prune.blocked}` } : {};
+  // Candidates a move or an update took care of (file moves, folder moves, moved updates).
+  const stillAdds = new Set(plan.adds);
+  const taken = [
+    ...candidates.filter((a) => !stillAdds.has(a)).map((a) => a.path),
+    ...plan.updates.map((u) => u.add.path),
+  ];
+  work.db.exec("BEGIN IMMEDIATE");
+  let planned: { adds: number; updates: number };
+  try {
+    work.addItems(job.id, session, items);
+    planned = planContent(work, job.id, session, taken);
+    if (o.dryRun) printDryRun(o, job, work, session, prune.pending);
+    work.db.exec(o.dryRun ? "ROLLBACK" : "COMMIT");
+  } catch (err) {
+    work.db.exec("ROLLBACK");
+    throw err;
   }
+  const tPlan = Date.now();
+  const queuedUpdates = planned.updates + plan.updates.length;
+  Object.assign(stats, {
+    files: scan.files,
+    dirs: scan.dirs,
+    bytes: scan.bytes,
+    walkErrors: scan.errors,
+    cloudFiles: cloudCount,
+    unchanged: counts.unchanged,
+    queuedAdds: planned.adds,
+    queuedUpdates,
+    folderMoves: plan.folderMoves.length,
+    fileMoves: plan.fileMoves.length,
+    queuedDeletes: prune.now.length,
+    pendingDeletes: prune.pending,
+    hashed: plan.hashed,
+  });
+  log.info(
+    `PEEK: ${scan.files} files (${
+      mb(scan.bytes)
+    }), ${scan.dirs} dirs, ${scan.errors} walk errors ` +
+      `in ${secs(tWalk - t0)}; cloud ${cloudCount} files in ${secs(tCloud - tWalk)}; ` +
+      `${planned.adds} ADD, ${queuedUpdates} UPDATE, ` +
+      `${plan.folderMoves.length} folder MOVE + ${plan.fileMoves.length} file MOVE, ` +
+      `${prune.now.length} DELETE (${prune.pending} pending), ${counts.unchanged} unchanged; ` +
+      `hashed ${plan.hashed} (fork ${states.counts.fork}, cache ${states.counts.cache}, ` +
+      `inode ${states.counts.inode}, read ${states.counts.read}) in ${secs(tPlan - tCloud)}`,
+  );
+  if (o.dryRun) return prune.blocked ? { error: `no deletes: ${prune.blocked}` } : {};
+  const total = items.length + planned.adds + planned.updates;
 
   // Phase 2: pack.
-  work.tx(() => work.addItems(job.id, o.session ?? sessionOf(), items));
   const t1 = Date.now();
   const bar = progress("packing");
   const ps: PackStats = await packPlanned({
@@ -427,7 +447,7 @@ async function enqueueJob(
     states,
     log,
     suppressMissing: !!o.suppressMissing,
-    onItem: bar ? (n) => bar(n, items.length) : undefined,
+    onItem: bar ? (n) => bar(n, total) : undefined,
   });
   Object.assign(stats, {
     packed: ps.packed,
@@ -473,16 +493,35 @@ async function enqueueJob(
   return {};
 }
 
-function printDryRun(o: NqOptions, job: Job, items: NewItem[], pending: number): void {
+function printDryRun(
+  o: NqOptions,
+  job: Job,
+  work: WorkDb,
+  session: string,
+  pending: number,
+): void {
   const out = o.out ?? ((l: string) => process.stdout.write(l + "\n"));
   const show = o.show ?? 10;
   out(`job ${job.id} "${job.title}": dry run, nothing is sent`);
   for (const kind of ["MOVE", "ADD", "UPDATE", "DELETE"] as const) {
-    const of = items.filter((i) => i.kind === kind);
-    out(`  ${kind}: ${of.length}${kind === "DELETE" && pending ? ` (+${pending} pending)` : ""}`);
-    for (const i of of.slice(0, show)) {
-      out(`    ${i.path}${i.newPath ? ` -> ${i.newPath}${i.folder ? "/ (folder)" : ""}` : ""}`);
+    const n =
+      (work.stmt("SELECT count(*) AS n FROM items WHERE job = ? AND session = ? AND kind = ?").get(
+        job.id,
+        session,
+        kind,
+      ) as { n: number }).n;
+    out(`  ${kind}: ${n}${kind === "DELETE" && pending ? ` (+${pending} pending)` : ""}`);
+    const first = work.stmt(
+      `SELECT path, new_path, folder FROM items WHERE job = ? AND session = ? AND kind = ?
+       ORDER BY stage, id LIMIT ?`,
+    ).all(job.id, session, kind, show) as {
+      path: string;
+      new_path: string | null;
+      folder: number;
+    }[];
+    for (const i of first) {
+      out(`    ${i.path}${i.new_path ? ` -> ${i.new_path}${i.folder ? "/ (folder)" : ""}` : ""}`);
     }
-    if (of.length > show) out(`    ... ${of.length - show} more`);
+    if (n > show) out(`    ... ${n - show} more`);
   }
 }

@@ -195,42 +195,100 @@ export async function* cloudRows(
   }
 }
 
-/** A local file with its cloud counterpart, when there is one. */
-export interface DiffRow extends LocalFile {
-  cloudSize: number | null;
-  cloudMtimeNs: string | null;
-  cloudHash: string | null;
-  cloudVersion: number | null;
-}
+/** A local file the cloud does not have at its path (a move candidate). */
+export type AddRow = LocalFile;
 
-/** The difference between the saved listings. */
-export interface Diff {
+/** How the saved listings differ. */
+export interface DiffCounts {
   /** Local files the cloud does not have. */
-  adds: DiffRow[];
+  adds: number;
   /** Files whose size or mtime differ from the cloud's. */
-  changed: DiffRow[];
-  /** Cloud files gone locally, by path. */
-  deletes: CloudFile[];
+  changed: number;
+  /** Cloud files gone locally. */
+  deletes: number;
   unchanged: number;
 }
 
-/** Compares the saved source and cloud listings of `job`. */
-export function diffListings(work: WorkDb, job: number): Diff {
-  const rows = work.stmt(
-    `SELECT l.path, l.size, l.mtime_ns AS mtimeNs, l.mode, l.ino, l.dev,
-            c.size AS cloudSize, c.mtime_ns AS cloudMtimeNs, c.hash AS cloudHash,
-            c.version AS cloudVersion
+/** Counts the difference between the saved source and cloud listings of `job`. */
+export function diffCounts(work: WorkDb, job: number): DiffCounts {
+  const r = work.stmt(
+    `SELECT count(*) AS total,
+            sum(c.path IS NULL) AS adds,
+            sum(c.path IS NOT NULL AND (c.size != l.size OR c.mtime_ns != l.mtime_ns)) AS changed
      FROM local_files l LEFT JOIN cloud_files c ON c.job = l.job AND c.path = l.path
-     WHERE l.job = ? AND (c.path IS NULL OR c.size != l.size OR c.mtime_ns != l.mtime_ns)
-     ORDER BY l.path`,
-  ).all(job) as unknown as DiffRow[];
-  const adds = rows.filter((r) => r.cloudVersion === null);
-  const changed = rows.filter((r) => r.cloudVersion !== null);
-  const deletes = work.stmt(
+     WHERE l.job = ?`,
+  ).get(job) as { total: number; adds: number | null; changed: number | null };
+  const d = work.stmt(
+    `SELECT count(*) AS n FROM cloud_files c
+     WHERE c.job = ? AND NOT EXISTS (SELECT 1 FROM local_files l WHERE l.job = c.job AND l.path = c.path)`,
+  ).get(job) as { n: number };
+  const adds = r.adds ?? 0;
+  const changed = r.changed ?? 0;
+  return { adds, changed, deletes: d.n, unchanged: r.total - adds - changed };
+}
+
+/** Cloud files gone locally, by path. */
+export function goneFiles(work: WorkDb, job: number): CloudFile[] {
+  return work.stmt(
     `SELECT c.path, c.size, c.mtime_ns AS mtimeNs, c.mode, c.hash, c.version
-     FROM cloud_files c LEFT JOIN local_files l ON l.job = c.job AND l.path = c.path
-     WHERE c.job = ? AND l.path IS NULL ORDER BY c.path`,
+     FROM cloud_files c
+     WHERE c.job = ? AND NOT EXISTS (SELECT 1 FROM local_files l WHERE l.job = c.job AND l.path = c.path)
+     ORDER BY c.path`,
   ).all(job) as unknown as CloudFile[];
-  const total = work.localCount(job);
-  return { adds, changed, deletes, unchanged: total - rows.length };
+}
+
+/**
+ * Local files the cloud does not have whose size is one of `sizes` (the sizes of the gone
+ * files): the only adds move promotion has to look at. The others never enter memory.
+ */
+export function addCandidates(work: WorkDb, job: number, sizes: Iterable<number>): AddRow[] {
+  work.db.exec("CREATE TEMP TABLE IF NOT EXISTS cand_sizes (size INTEGER PRIMARY KEY)");
+  work.db.exec("DELETE FROM temp.cand_sizes");
+  const ins = work.stmt("INSERT OR IGNORE INTO temp.cand_sizes (size) VALUES (?)");
+  for (const n of sizes) ins.run(n);
+  return work.stmt(
+    `SELECT l.path, l.size, l.mtime_ns AS mtimeNs, l.mode, l.ino, l.dev
+     FROM local_files l JOIN temp.cand_sizes z ON z.size = l.size
+     WHERE l.job = ? AND NOT EXISTS (SELECT 1 FROM cloud_files c WHERE c.job = l.job AND c.path = l.path)
+     ORDER BY l.path`,
+  ).all(job) as unknown as AddRow[];
+}
+
+/**
+ * Plans (inside the caller's transaction) an ADD for every local file the cloud lacks,
+ * except the paths in `taken` (already a move target or an update), and an UPDATE against
+ * the cloud's version for every file whose size or mtime differ. Straight from SQL to SQL:
+ * a first backup of a million files never holds them in memory.
+ */
+export function planContent(
+  work: WorkDb,
+  job: number,
+  session: string,
+  taken: Iterable<string>,
+): { adds: number; updates: number } {
+  work.db.exec("CREATE TEMP TABLE IF NOT EXISTS taken (path TEXT PRIMARY KEY)");
+  work.db.exec("DELETE FROM temp.taken");
+  const ins = work.stmt("INSERT OR IGNORE INTO temp.taken (path) VALUES (?)");
+  for (const p of taken) ins.run(p);
+  const now = new Date().toISOString();
+  const updates = work.stmt(
+    `INSERT INTO items (job, session, kind, stage, state, path, size, mtime_ns, mode, ino, dev,
+       hash, base_version, base_hash, created)
+     SELECT l.job, ?, 'UPDATE', 2, 'planned', l.path, l.size, l.mtime_ns, l.mode, l.ino, l.dev,
+       '', c.version, c.hash, ?
+     FROM local_files l JOIN cloud_files c ON c.job = l.job AND c.path = l.path
+     WHERE l.job = ? AND (c.size != l.size OR c.mtime_ns != l.mtime_ns)
+     ORDER BY l.path`,
+  ).run(session, now, job).changes;
+  const adds = work.stmt(
+    `INSERT INTO items (job, session, kind, stage, state, path, size, mtime_ns, mode, ino, dev,
+       hash, created)
+     SELECT l.job, ?, 'ADD', 2, 'planned', l.path, l.size, l.mtime_ns, l.mode, l.ino, l.dev, '', ?
+     FROM local_files l
+     WHERE l.job = ?
+       AND NOT EXISTS (SELECT 1 FROM cloud_files c WHERE c.job = l.job AND c.path = l.path)
+       AND NOT EXISTS (SELECT 1 FROM temp.taken t WHERE t.path = l.path)
+     ORDER BY l.path`,
+  ).run(session, now, job).changes;
+  return { adds: Number(adds), updates: Number(updates) };
 }

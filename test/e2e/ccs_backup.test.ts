@@ -2,7 +2,7 @@
  * End to end: real cncopd, real backupagentnq / backupagentdq / cncoprestore processes.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
@@ -100,10 +100,18 @@ test("a renamed folder is one small move; the earlier time still restores the ol
   ok(first.dq, "dq");
   const beforeRename = Date.now();
   await new Promise((r) => setTimeout(r, 20)); // the restore point must precede the move
+  // One file changes and one vanishes inside the folder as it is renamed.
+  writeFileSync(join(src, "Proposals", "p5", "f5.txt"), "proposal 5, second draft\n");
+  rmSync(join(src, "Proposals", "p6", "f6.txt"));
   renameSync(join(src, "Proposals"), join(src, "2026-Proposals"));
   ok(await cncop(home, ["backupagentnq", String(jobId)]), "nq after rename");
   const sent = packBytes(home);
   assert.ok(sent > 0 && sent <= 4096, `rename sent ${sent} bytes of packs`);
+  const nqLog = readFileSync(
+    join(home.logs, `NQ-${new Date().toISOString().slice(0, 10)}.log`),
+    "utf8",
+  );
+  assert.match(nqLog, /0 ADD, 1 UPDATE, 1 folder MOVE \+ 0 file MOVE, 1 DELETE/);
   ok(await cncop(home, ["backupagentdq", String(jobId)]), "dq after rename");
 
   const now = join(tempDir(), "now");
