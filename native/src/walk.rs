@@ -119,13 +119,14 @@ fn meta_fields(e: &mut Entry, m: &Metadata) {
     }
     #[cfg(not(unix))]
     {
-        let ns = |t: io::Result<std::time::SystemTime>| {
-            t.ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or(0)
-        };
-        e.mtime_ns = ns(m.modified());
+        // std exposes neither ctime, inode nor device on Windows: mtime stands in for
+        // ctime, and ino/dev stay 0 (the portable twin reports Node's values there).
+        e.mtime_ns = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
         e.ctime_ns = e.mtime_ns;
         e.mode = if m.is_dir() { 0o040755 } else { 0o100644 };
     }
