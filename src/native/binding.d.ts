@@ -79,12 +79,15 @@ export interface VssShadow {
 
 /**
  * One batch: `meta` holds 7 little-endian i64 per entry (kind | excluded << 8 | hasText << 9,
- * size, mtimeNs, ctimeNs, ino, dev, mode); `texts[i]` is the link target or error text.
+ * size, mtimeNs, ctimeNs, ino, dev, mode); `paths` and `texts` (link target or error text,
+ * "" when none) are joined with NUL, which no path contains: one JS string per batch is
+ * much cheaper to create than one per entry.
  */
 export interface WalkBatch {
-  paths: Array<string>
+  count: number
+  paths: string
   meta: Buffer
-  texts: Array<string>
+  texts: string
 }
 
 /** Starts a walk; throws when `root` is not a readable directory or a glob is invalid. */

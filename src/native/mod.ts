@@ -81,25 +81,32 @@ async function* nativeWalk(
     for (;;) {
       const batch = await h.next();
       if (batch === null) return;
+      const n = batch.count;
+      const paths = batch.paths.split("\0");
+      const texts = batch.texts.split("\0");
       const dv = new DataView(batch.meta.buffer, batch.meta.byteOffset, batch.meta.byteLength);
-      const out: WalkEntry[] = new Array(batch.paths.length);
-      for (let i = 0; i < batch.paths.length; i++) {
+      const out: WalkEntry[] = new Array(n);
+      let dev = -1n;
+      for (let i = 0; i < n; i++) {
         const o8 = i * 56;
         const flags = Number(dv.getBigInt64(o8, true));
         const kind = KINDS[flags & 0xff] ?? "error";
+        // Most entries share the device: reuse the BigInt rather than make a new one.
+        const d = dv.getBigUint64(o8 + 40, true);
+        if (d !== dev) dev = d;
         const e: WalkEntry = {
-          path: batch.paths[i]!,
+          path: paths[i]!,
           kind,
           size: Number(dv.getBigInt64(o8 + 8, true)),
           mtimeNs: dv.getBigInt64(o8 + 16, true),
           ctimeNs: dv.getBigInt64(o8 + 24, true),
           ino: dv.getBigUint64(o8 + 32, true),
-          dev: dv.getBigUint64(o8 + 40, true),
+          dev,
           mode: Number(dv.getBigInt64(o8 + 48, true)),
         };
         if (flags & 0x200) {
-          if (kind === "error") e.error = batch.texts[i]!;
-          else e.linkTarget = batch.texts[i]!;
+          if (kind === "error") e.error = texts[i]!;
+          else e.linkTarget = texts[i]!;
         }
         if (flags & 0x100) e.excluded = true;
         out[i] = e;
