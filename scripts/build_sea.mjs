@@ -107,6 +107,32 @@ const lazyBuiltins = {
   },
 };
 
+/** Files whose computed `import()` is meant to load a file at run time (a user's script). */
+const RUNTIME_IMPORTS = new Set(["src/cli/zx.ts"]);
+
+/**
+ * Fails the build when a bundled source file imports a computed specifier: esbuild leaves
+ * such an import for run time, where the executable has no source files to find.
+ */
+export function checkDynamicImports(inputs) {
+  const found = [];
+  for (const input of inputs) {
+    if (!input.startsWith("src/") || RUNTIME_IMPORTS.has(input)) continue;
+    const lines = readFileSync(join(repo, input), "utf8").split("\n");
+    lines.forEach((line, i) => {
+      const code = line.replace(/\/\/.*$/, "");
+      if (/^\s*\*/.test(code)) return;
+      if (/\bimport\(\s*(?!["'`]|\))/.test(code)) found.push(`${input}:${i + 1}`);
+    });
+  }
+  if (found.length > 0) {
+    throw new Error(
+      `import() of a computed specifier cannot be bundled (${found.join(", ")}): ` +
+        "use a string literal",
+    );
+  }
+}
+
 /**
  * Bundles the SEA entry with esbuild into `outfile` and returns the bundle's SHA-256.
  *
@@ -141,6 +167,7 @@ export async function bundle(outfile) {
     legalComments: "eof",
     logLevel: "warning",
   });
+  checkDynamicImports(Object.keys(res.metafile.inputs));
   const meta = Object.values(res.metafile.outputs)[0];
   if (meta.imports.length > 0 || meta.exports.length > 0) {
     const found = [...meta.imports.map((i) => i.path), ...meta.exports].join(", ");

@@ -14,9 +14,8 @@ let loaded: Promise<NetworkNative> | undefined;
 /** Loads the native facade once. */
 export function loadNative(): Promise<NetworkNative> {
   loaded ??= (async () => {
-    // A computed specifier: the facade may not exist in every checkout yet.
-    const spec = "../native/mod.ts";
-    const m = (await import(spec)) as Record<string, unknown>;
+    // A literal specifier, so the single executable's bundle includes the facade.
+    const m = (await import("../native/mod.ts")) as Record<string, unknown>;
     const pick = (name: keyof NetworkNative) => {
       const obj = [m, m.native, m.default].find((o) =>
         typeof o === "object" && o !== null &&

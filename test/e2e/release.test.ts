@@ -387,6 +387,21 @@ describe("release archive", { skip: process.platform === "win32" && "tar.gz test
       const rows = back.prepare("SELECT item FROM orders ORDER BY id").all();
       back.close();
       assert.deepEqual(rows.map((r) => (r as { item: string }).item), ["tea", "cake"]);
+
+      // A second run sends the edited file as a delta (pack-update: the native core on both
+      // sides) and the dump again; the restore follows.
+      const big = Buffer.alloc(300_000, 7);
+      big.write("edited in the middle", 150_000);
+      writeFileSync(join(source, "docs", "deep", "b.bin"), big);
+      const more = new DatabaseSync(appDb);
+      more.exec("INSERT INTO orders (item) VALUES ('scone')");
+      more.close();
+      const second = await run(bin("cncopagent"), ["docs"], env);
+      assert.equal(second.status, 0, `second cncopagent run: ${second.stderr}`);
+      const again = join(base, "restored-again");
+      ok(await run(bin("cncoprestore"), [jobId, "--to", again], env), "cncoprestore again");
+      assert.deepEqual(treeDigest(again), treeDigest(source));
+      assert.equal(serverErr, "", "cncopd wrote no errors");
     });
   });
 
