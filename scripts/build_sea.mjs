@@ -17,7 +17,6 @@ import {
   copyFileSync,
   existsSync,
   mkdirSync,
-  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -279,11 +278,6 @@ export async function buildSea(opts = {}) {
   };
   writeFileSync(join(out, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
   return { out, exe, ...manifest };
-}
-
-/** Lists the files of a build directory (for messages). */
-export function listDir(dir) {
-  return readdirSync(dir).sort();
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
