@@ -298,8 +298,14 @@ describe("release archive", { skip: process.platform === "win32" && "tar.gz test
     }
     const [a, b] = builds as [ReturnType<typeof readRelease>, ReturnType<typeof readRelease>];
     assert.equal(a.manifest.bundle.sha256, b.manifest.bundle.sha256, "bundle");
-    assert.equal(a.manifest.executable.sha256, b.manifest.executable.sha256, "executable");
-    assert.equal(a.sha256, b.sha256, "archive");
+    const same = a.manifest.executable.sha256 === b.manifest.executable.sha256;
+    if (process.platform === "linux") {
+      assert.ok(same, "executable");
+      assert.equal(a.sha256, b.sha256, "archive");
+    } else if (!same) {
+      // macOS: the ad hoc signature is codesign's (docs/decisions/0031-release-archives.md).
+      t.diagnostic(`executables differ on ${process.platform}; the bundles are identical`);
+    }
   });
 
   describe("a CCS backup and restore against cncopd from the same archive", () => {
