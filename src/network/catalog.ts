@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import type { DatabaseSync, SQLInputValue } from "node:sqlite";
+import { openSqlite, transaction } from "../core/sqlite.ts";
 
 /** A registered device. */
 export interface DeviceRow {
@@ -136,10 +137,7 @@ export class Catalog {
   #last = 0;
 
   constructor(path: string) {
-    this.db = new DatabaseSync(path);
-    this.db.exec(
-      "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
-    );
+    this.db = openSqlite(path);
     this.db.exec("PRAGMA foreign_keys = ON;");
     this.db.exec(SCHEMA);
     const row = this.db.prepare(
@@ -160,15 +158,7 @@ export class Catalog {
 
   /** Runs `fn` in one IMMEDIATE transaction. */
   tx<T>(fn: () => T): T {
-    this.db.exec("BEGIN IMMEDIATE");
-    try {
-      const r = fn();
-      this.db.exec("COMMIT");
-      return r;
-    } catch (err) {
-      this.db.exec("ROLLBACK");
-      throw err;
-    }
+    return transaction(this.db, fn);
   }
 
   #get<T>(sql: string, ...params: SQLInputValue[]): T | undefined {
