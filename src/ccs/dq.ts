@@ -237,6 +237,13 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
         const r = await sendBatch(client, jobKey, batch, chunk, o.lanes ?? 4, stats);
         recordBatch(work, ctx.paths.work, job.id, r.done, r.rejected, log);
         stats.uploaded += r.done.length;
+        if (process.stderr.isTTY) {
+          process.stderr.write(
+            `\rjob ${job.id}: ${stats.uploaded} pack(s) applied, ${
+              (stats.sentBytes / 1e6).toFixed(1)
+            } MB sent`,
+          );
+        }
         stats.rejected += r.rejected.length;
         if (r.rejected.length) {
           code = ExitCode.error;
@@ -254,6 +261,7 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
           break;
         }
       }
+      if (process.stderr.isTTY && stats.uploaded) process.stderr.write("\n");
       const secs = ((Date.now() - t0) / 1000).toFixed(2);
       log.info(
         `job ${job.id}: ${stats.uploaded} pack(s) applied, ${stats.sentBytes} bytes sent ` +
