@@ -14,6 +14,8 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { acquireLock, appLockPath, jobLockPath } from "../../src/core/lock.ts";
+import { native } from "../../src/native/mod.ts";
 import { NetworkClient } from "../../src/network/client.ts";
 import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
 import { tempDir } from "../helpers/tmp.ts";
@@ -165,4 +167,44 @@ test("--noapplock logs to NQU-; --usevss is a clear error off Windows; bad optio
   assert.equal(none.status, 1);
   assert.match(none.stderr, /no job "no-such-job"/);
   assert.ok(existsSync(home.work));
+});
+
+/** Resolves once `file` exists and contains `re`. */
+async function logShows(dir: string, prefix: string, re: RegExp): Promise<void> {
+  for (;;) {
+    const f = readdirSync(dir).find((n) => n.startsWith(prefix));
+    if (f && re.test(readFileSync(join(dir, f), "utf8"))) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test("a second backupagentnq waits for the application lock, a second run of a job for the job lock", async () => {
+  const src = source();
+  const { home, jobId } = await ccsHome(d, src);
+  const app = await acquireLock(appLockPath(home, "backupagentnq"), { mode: "try", what: "app" });
+  const nq = cncop(home, ["backupagentnq", String(jobId)]);
+  await logShows(home.logs, "NQ-", /another backupagentnq is running: waiting/);
+  app.release();
+  ok(await nq, "nq after the application lock was released");
+
+  const job = await acquireLock(jobLockPath(home, jobId), { mode: "try", what: "job" });
+  const again = cncop(home, ["backupagentnq", "--noapplock", "--forcepeek", String(jobId)]);
+  await logShows(home.logs, "NQU-", /another run of this job is active: waiting/);
+  job.release();
+  ok(await again, "nq after the job lock was released");
+});
+
+test("file state goes into a fork by default and not with --nofork", async () => {
+  const src = source();
+  if (!native.forksSupported(tempDir())) return; // no user xattrs on this filesystem
+  const a = await ccsHome(d, src);
+  ok((await backup(a.home, a.jobId)).dq, "backup");
+  const state = native.forkRead(join(src, "docs", "d1.md"), "cncop.state");
+  assert.ok(state, "a fork after the backup");
+  assert.equal(JSON.parse(state.toString()).s, "# doc 1\n".length);
+
+  const src2 = source();
+  const b = await ccsHome(d, src2);
+  ok((await backup(b.home, b.jobId, ["--nofork"])).dq, "backup --nofork");
+  assert.equal(native.forkRead(join(src2, "docs", "d1.md"), "cncop.state"), null);
 });

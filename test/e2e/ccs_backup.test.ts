@@ -2,7 +2,7 @@
  * End to end: real cncopd, real backupagentnq / backupagentdq / cncoprestore processes.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
@@ -79,6 +79,12 @@ test("a few bytes edited in a large file are sent as a small pack-update", async
   ok(await cncop(home, ["backupagentnq", String(jobId)]), "nq after edit");
   const sent = packBytes(home);
   assert.ok(sent > 0 && sent < big.length / 20, `pack-update of ${sent} bytes`);
+  assert.match(
+    readFileSync(join(home.logs, `NQ-${new Date().toISOString().slice(0, 10)}.log`), "utf8"),
+    /1 update \(1 delta, 0 sent whole\)/,
+  );
+  // The first upload put the signature of its content into the local cache.
+  assert.equal(readdirSync(join(home.work, "sigs")).length, 1);
   ok(await cncop(home, ["backupagentdq", String(jobId)]), "dq after edit");
   const out = join(tempDir(), "out");
   ok(await cncop(home, ["cncoprestore", String(jobId), "--to", out]), "restore");
