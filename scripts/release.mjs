@@ -114,7 +114,7 @@ export function zip(entries, mtime) {
     const unixMode = (e.type === "dir" ? 0o040000 : 0o100000) | e.mode;
     files[e.type === "dir" ? `${e.path}/` : e.path] = [
       e.type === "dir" ? new Uint8Array(0) : new Uint8Array(e.data),
-      { mtime: when, level: e.type === "dir" ? 0 : 9, os: 3, attrs: unixMode << 16 },
+      { mtime: when, level: e.type === "dir" ? 0 : 6, os: 3, attrs: unixMode << 16 },
     ];
   }
   return Buffer.from(zipSync(files));
