@@ -123,6 +123,25 @@ export function readRelease(dist: string): Omit<ReleaseBuild, "dir" | "key"> {
   return { archive, top, sha256, manifest };
 }
 
+/** A lock left by a process that is gone (or older than ten minutes). */
+function lockIsStale(lock: string): boolean {
+  const st = statSync(lock, { throwIfNoEntry: false });
+  if (st === undefined) return false;
+  if (Date.now() - st.mtimeMs > 10 * 60_000) return true;
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(lock, "pid"), "utf8"));
+  } catch {
+    return Date.now() - st.mtimeMs > 5_000; // the holder has not written its pid yet
+  }
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as { code?: string }).code === "ESRCH";
+  }
+}
+
 /** Builds (or reuses) the release archive of this platform. */
 export async function releaseBuild(): Promise<ReleaseBuild> {
   const root = join(repo, "build", "test-release");
@@ -135,12 +154,10 @@ export async function releaseBuild(): Promise<ReleaseBuild> {
     if (existsSync(done)) return { ...readRelease(join(dir, "dist")), dir, key };
     try {
       mkdirSync(lock);
+      writeFileSync(join(lock, "pid"), String(process.pid));
       break;
     } catch {
-      const st = statSync(lock, { throwIfNoEntry: false });
-      if (st !== undefined && Date.now() - st.mtimeMs > 10 * 60_000) {
-        rmSync(lock, { recursive: true, force: true });
-      }
+      if (lockIsStale(lock)) rmSync(lock, { recursive: true, force: true });
       await sleep(250);
     }
   }
@@ -150,7 +167,7 @@ export async function releaseBuild(): Promise<ReleaseBuild> {
     // them (another run, of other sources, may be using one right now).
     for (const n of readdirSync(root)) {
       const st = statSync(join(root, n), { throwIfNoEntry: false });
-      if (n !== key && !n.endsWith(".lock") && st && Date.now() - st.mtimeMs > 30 * 60_000) {
+      if (n !== key && !n.endsWith(".lock") && st && Date.now() - st.mtimeMs > 15 * 60_000) {
         rmSync(join(root, n), { recursive: true, force: true });
       }
     }
