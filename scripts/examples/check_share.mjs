@@ -13,6 +13,9 @@
 //   --min-free SIZE   free space DIR must have (bytes, or with K, M, G, T)
 //   --read-only       skip the write test (by default a probe file is written and removed)
 //
+// --mount and --require-mount are for Linux and macOS; on Windows, give DIR as a UNC path
+// (\\nas\backup) and use --marker.
+//
 // Exit status 0 when every check passes; otherwise one line naming the failed check, exit 1,
 // and cncopagent does not run the job.
 //
