@@ -10,6 +10,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::hash::read_chunks;
@@ -166,14 +167,25 @@ pub fn signature(base: &Path, sig: &Path, block_size: u32) -> io::Result<()> {
                     pending.clear();
                 }
             }
-            let mut it = c.chunks_exact(bs);
-            for block in &mut it {
-                if let Err(e) = emit(block, &mut w) {
+            // Blocks are independent: hash a chunk's blocks on all cores, write in order.
+            let full = c.len() / bs * bs;
+            let recs: Vec<[u8; 4 + STRONG_LEN]> = c[..full]
+                .par_chunks(bs)
+                .with_min_len(256)
+                .map(|block| {
+                    let mut r = [0u8; 4 + STRONG_LEN];
+                    r[..4].copy_from_slice(&Rolling::new(block).digest().to_le_bytes());
+                    r[4..].copy_from_slice(&strong(block));
+                    r
+                })
+                .collect();
+            for r in &recs {
+                if let Err(e) = w.write_all(r) {
                     err = Some(e);
                     return;
                 }
             }
-            pending.extend_from_slice(it.remainder());
+            pending.extend_from_slice(&c[full..]);
         })?;
         if let Some(e) = err {
             return Err(e);

@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::mpsc;
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -30,29 +31,67 @@ pub fn blake3_hex(data: &[u8]) -> String {
     }
 }
 
-/// Calls `f` with successive chunks of the file's content.
-pub fn read_chunks(path: &Path, mut f: impl FnMut(&[u8])) -> io::Result<()> {
-    let mut file = File::open(path)?;
-    let mut buf = vec![0u8; READ_SIZE];
-    loop {
-        // Fill the buffer completely so BLAKE3 sees big slices.
-        let mut filled = 0;
-        while filled < buf.len() {
-            match file.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if filled == 0 {
-            return Ok(());
-        }
-        f(&buf[..filled]);
-        if filled < buf.len() {
-            return Ok(());
+/// Fills `buf` from `file` as far as it goes; returns the bytes read (short only at EOF).
+fn fill(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
+    Ok(filled)
+}
+
+/// Calls `f` with successive chunks of the file's content. A reader thread fills the next
+/// buffer while `f` works on the current one, so copying out of the page cache overlaps
+/// with hashing.
+pub fn read_chunks(path: &Path, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+    let mut file = File::open(path)?;
+    let mut first = vec![0u8; READ_SIZE];
+    let n = fill(&mut file, &mut first)?;
+    if n < READ_SIZE {
+        // Small file: no thread.
+        if n > 0 {
+            f(&first[..n]);
+        }
+        return Ok(());
+    }
+    let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(1);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(2);
+    empty_tx.send(vec![0u8; READ_SIZE]).expect("fresh channel");
+    std::thread::scope(|scope| {
+        // Owned here so it drops (and the reader stops) however this closure ends.
+        let empty_tx = empty_tx;
+        scope.spawn(move || {
+            while let Ok(mut buf) = empty_rx.recv() {
+                let r = fill(&mut file, &mut buf);
+                let done = !matches!(r, Ok(n) if n == READ_SIZE);
+                if full_tx.send(r.map(|n| (buf, n))).is_err() || done {
+                    return;
+                }
+            }
+        });
+        f(&first);
+        let _ = empty_tx.send(first);
+        loop {
+            match full_rx.recv() {
+                Ok(Ok((buf, n))) => {
+                    if n > 0 {
+                        f(&buf[..n]);
+                    }
+                    if n < READ_SIZE {
+                        return Ok(());
+                    }
+                    let _ = empty_tx.send(buf);
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(()),
+            }
+        }
+    })
 }
 
 /// xxh3-128 of a file's content.
@@ -93,12 +132,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cncop-hash-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("f");
-        let data: Vec<u8> = (0..(READ_SIZE * 2 + 12345))
-            .map(|i| (i * 7 % 251) as u8)
-            .collect();
-        std::fs::write(&p, &data).unwrap();
-        assert_eq!(blake3_file(&p).unwrap(), blake3_hex(&data));
-        assert_eq!(xxh3_file(&p).unwrap(), xxh3_hex(&data));
+        for len in [
+            0,
+            1,
+            READ_SIZE - 1,
+            READ_SIZE,
+            READ_SIZE * 2,
+            READ_SIZE * 2 + 12345,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            std::fs::write(&p, &data).unwrap();
+            assert_eq!(blake3_file(&p).unwrap(), blake3_hex(&data), "{len}");
+            assert_eq!(xxh3_file(&p).unwrap(), xxh3_hex(&data), "{len}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
