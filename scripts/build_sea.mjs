@@ -70,6 +70,8 @@ export async function nodeBinaryFor(target, version) {
         if (v === `v${version}`) return p;
       }
     }
+    // The Node running this script, when it is the pinned version (CI's setup-node).
+    if (process.version === `v${version}`) return process.execPath;
   }
   const dir = join(repo, "build", "node", `${nodePackageName(target)}-${version}`);
   const bin = join(dir, "package", "bin", exe);
