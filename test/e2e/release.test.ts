@@ -14,6 +14,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  renameSync,
   statSync,
   writeFileSync,
 } from "node:fs";
@@ -229,8 +230,13 @@ describe("release archive", { skip: process.platform === "win32" && "tar.gz test
   });
 
   test("replacing the executable upgrades: the job database migrates on first start", async () => {
+    // A home as the previous version left it: its executable, a v1 job database.
     const home = unpack(build);
+    writeFileSync(join(home, "Bin", "cncop"), "#!/bin/sh\necho old version\n", { mode: 0o755 });
     writeV1JobsDb(join(home, "Config", "backupjobs.db"));
+    // The upgrade: the new executable copied beside the old one and renamed over it.
+    copyFileSync(join(app, "Bin", "cncop"), join(home, "Bin", "cncop.new"));
+    renameSync(join(home, "Bin", "cncop.new"), join(home, "Bin", "cncop"));
     const r = ok(await run(join(home, "Bin", "cncopjobs"), ["list", "--json"], env), "list");
     const jobs = JSON.parse(r.stdout).jobs as { title: string; source: string }[];
     assert.deepEqual(jobs.map((j) => [j.title, j.source]), [["Legacy", "/old"]]);
