@@ -248,15 +248,17 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
         if (r.rejected.length) {
           code = ExitCode.error;
           message = `${r.rejected.length} pack(s) rejected by the network: ${r.rejected[0]!.error}`;
+          process.stderr.write(`backupagentdq: job ${job.id}: ERROR: ${message}\n`);
         }
         if (r.transient) {
           const back = batch.filter((i) =>
             !r.done.some((f) => f.item.id === i.id) && !r.rejected.some((f) => f.item.id === i.id)
           );
           work.unclaim(back.map((i) => i.id));
-          log.warn(
-            `job ${job.id}: RE-RUN: ${r.transient.message}; ${back.length} pack(s) wait for the next run`,
-          );
+          const line =
+            `job ${job.id}: RE-RUN: ${r.transient.message}; ${back.length} pack(s) wait for the next run`;
+          log.warn(line);
+          process.stderr.write(`backupagentdq: ${line}\n`);
           if (code === ExitCode.ok) code = ExitCode.rerun;
           break;
         }

@@ -86,6 +86,8 @@ export function selectCcsJobs(ctx: AppContext, refs: string[]): Job[] {
   }
 }
 
+/** One line on stderr for a job that did not end OK (the dispatcher keeps agents' stderr). */
+const say = (line: string) => process.stderr.write(`backupagentnq: ${line}\n`);
 const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 const mb = (n: number) => `${(n / 1048576).toFixed(1)} MB`;
 
@@ -180,6 +182,7 @@ async function runJob(
     });
     if (code.error) {
       log.error(`${label}: ERROR: ${code.error}`);
+      say(`${label}: ERROR: ${code.error}`);
       report("JE", code.error);
       report("JS");
       return { code: ExitCode.error, stats };
@@ -190,10 +193,12 @@ async function runJob(
   } catch (err) {
     if (err instanceof TransientError) {
       log.warn(`${label}: RE-RUN: ${err.message}`);
+      say(`${label}: RE-RUN: ${err.message}`);
       return { code: ExitCode.rerun, stats };
     }
     const msg = err instanceof CncopError ? err.message : `internal error: ${messageOf(err)}`;
     log.error(`${label}: ERROR: ${msg}`);
+    say(`${label}: ERROR: ${msg}`);
     if (!(err instanceof CncopError) && err instanceof Error && err.stack) log.debug(err.stack);
     report("JE", msg);
     return { code: ExitCode.error, stats };

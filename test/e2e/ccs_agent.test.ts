@@ -89,7 +89,7 @@ test("--dryrun prints the queues, sends nothing and forces the next full peek", 
     readFileSync(join(home.logs, readdirSync(home.logs).find((f) => /^NQ-/.test(f))!), "utf8");
   ok(await cncop(home, ["backupagentnq", String(jobId)]), "unchanged run");
   const skips = nqLog().match(/nothing changed/g)?.length ?? 0;
-  assert.equal(skips, 1);
+  assert.equal(skips, 1, nqLog());
   ok(await cncop(home, ["backupagentnq", "-n", String(jobId)]), "dry run");
   ok(await cncop(home, ["backupagentnq", String(jobId)]), "run after the dry run");
   assert.equal(nqLog().match(/nothing changed/g)?.length, 1, "the dry run forced a full peek");
