@@ -1,0 +1,223 @@
+#!/usr/bin/env node
+// Benchmarks of the CCS agent against restic and rclone (Debian packages) on the
+// linux-source-6.1 tree: initial backup, a no-change run, and the rename of drivers/net
+// (against `rclone sync --track-renames`, which verifies by hash). Never part of the tests.
+// Needs: apt-get install linux-source-6.1 restic rclone (and GNU time at /usr/bin/time).
+//
+//   node_modules/.bin/node bench/ccs.mjs [--write] [--dir DIR] [--keep]
+//
+// --write replaces the "## CCS agent" section of bench/RESULTS.md with this run's table.
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { $, fs, os, path } from "zx";
+
+$.verbose = false;
+const args = process.argv.slice(2);
+const arg = (name, def) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : def;
+};
+const WRITE = args.includes("--write");
+const repo = path.join(path.dirname(fileURLToPath(import.meta.url)), "..");
+const main = path.join(repo, "src", "cli", "main.ts");
+const node = process.execPath;
+const work = arg("--dir", path.join(os.tmpdir(), "cncop-bench-ccs"));
+const tarball = "/usr/src/linux-source-6.1.tar.xz";
+for (const tool of ["restic", "rclone", "/usr/bin/time"]) {
+  if ((await $`command -v ${tool}`.nothrow()).exitCode !== 0) {
+    console.error(`${tool} missing: apt-get install restic rclone time`);
+    process.exit(1);
+  }
+}
+if (!(await fs.pathExists(tarball))) {
+  console.error(`${tarball} missing: apt-get install linux-source-6.1`);
+  process.exit(1);
+}
+
+await fs.rm(work, { recursive: true, force: true });
+await fs.mkdirp(work);
+// A private copy of the addon: a rebuild of native/ during the run must not pull the code
+// out from under running processes.
+const addon = path.join(repo, "native", "cncop_native.node");
+if (await fs.pathExists(addon)) {
+  process.env.CNCOP_NATIVE_PATH = path.join(work, "cncop_native.node");
+  await fs.copy(addon, process.env.CNCOP_NATIVE_PATH);
+}
+const tree = path.join(work, "tree");
+await fs.mkdirp(tree);
+console.log("unpacking linux-source-6.1 ...");
+await $`tar -xJf ${tarball} -C ${tree} --strip-components=1`;
+const files = Number((await $`find ${tree} -type f | wc -l`).stdout.trim());
+const bytes = Number((await $`du -sb ${tree}`).stdout.split(/\s/)[0]);
+console.log(`${files} files, ${(bytes / 1e6).toFixed(0)} MB`);
+
+/** Runs a command under GNU time: wall seconds and peak RSS (KB, the largest process). */
+async function timed(cmd, cmdArgs, env = {}) {
+  const t = Date.now();
+  const r = await $({
+    env: { ...process.env, ...env },
+    nothrow: true,
+  })`/usr/bin/time -f ${"%M"} ${cmd} ${cmdArgs}`;
+  const secs = (Date.now() - t) / 1000;
+  const lines = r.stderr.trim().split("\n");
+  const rss = Number(lines[lines.length - 1]);
+  if (r.exitCode !== 0) throw new Error(`${cmd} ${cmdArgs.join(" ")} failed: ${r.stderr}`);
+  return { secs, rssMb: rss / 1024, stdout: r.stdout };
+}
+
+// ---- cncop: a local cncopd, a home, one CCS job
+const home = path.join(work, "home");
+const data = path.join(work, "cncopd");
+const env = { CNCOP_HOME: home };
+const cncop = (a) => $({ env: { ...process.env, ...env } })`${node} ${main} ${a}`;
+await cncop(["init", home]);
+const token = (await cncop(["cncopd", "device", "add", "bench", "--data", data])).stdout.trim();
+const server = spawn(node, [main, "cncopd", "serve", "--listen", "127.0.0.1:0", "--data", data], {
+  stdio: ["ignore", "pipe", "inherit"],
+});
+const url = await new Promise((resolve, reject) => {
+  createInterface({ input: server.stdout }).on("line", (l) => {
+    const m = /listening on (\S+)/.exec(l);
+    if (m) resolve(m[1]);
+  });
+  server.once("exit", (c) => reject(new Error(`cncopd exited ${c}`)));
+});
+await fs.writeFile(
+  path.join(home, "Config", "cncop3.ini"),
+  `[network]\nurl = ${url}\ntoken = ${token}\n`,
+);
+await cncop(["cncopjobs", "add", "--title", "linux", "--type", "ccs", "--source", tree]);
+const agent = (extra = []) => timed(node, [main, "cncopagent", ...extra, "linux"], env);
+const packBytes = async () => {
+  let n = 0;
+  for (const f of await fs.readdir(path.join(home, "Spool", "Work"))) {
+    if (f.endsWith(".pack")) n += (await fs.stat(path.join(home, "Spool", "Work", f))).size;
+  }
+  return n;
+};
+
+const rows = [];
+const row = (what, cncopV, peerV, ratio, target, ok) => {
+  rows.push({ what, cncopV, peerV, ratio, target, ok });
+  console.log(`${what}: ${cncopV} | ${peerV} | ${ratio} | ${target} ${ok}`);
+};
+const s = (x) => `${x.toFixed(2)} s`;
+try {
+  console.log("cncop: initial backup ...");
+  const cInit = await agent();
+  console.log("cncop: no-change run ...");
+  const cSame = await agent();
+
+  // ---- restic to a local repository
+  const rEnv = { RESTIC_PASSWORD: "bench", RESTIC_REPOSITORY: path.join(work, "restic") };
+  await timed("restic", ["init"], rEnv);
+  console.log("restic: initial backup ...");
+  const rInit = await timed("restic", ["backup", "--quiet", tree], rEnv);
+  console.log("restic: no-change run ...");
+  const rSame = await timed("restic", ["backup", "--quiet", tree], rEnv);
+
+  // ---- rclone to a local directory, then the rename
+  const dst = path.join(work, "rclone");
+  console.log("rclone: initial sync ...");
+  await timed("rclone", ["sync", tree, dst]);
+  await fs.rename(path.join(tree, "drivers", "net"), path.join(tree, "drivers", "net-2026"));
+  const netFiles = Number(
+    (await $`find ${path.join(tree, "drivers", "net-2026")} -type f | wc -l`).stdout.trim(),
+  );
+  console.log("cncop: rename of drivers/net ...");
+  const nq = await timed(node, [main, "backupagentnq", "linux"], env);
+  const renameBytes = await packBytes();
+  const dq = await timed(node, [main, "backupagentdq", "linux"], env);
+  const cRename = nq.secs + dq.secs;
+  console.log("rclone: sync --track-renames ...");
+  const rcRename = await timed("rclone", ["sync", "--track-renames", tree, dst]);
+
+  const ratio = (a, b) => `${(a / b).toFixed(2)}x`;
+  row(
+    `initial backup, ${files} files, ${(bytes / 1e6).toFixed(0)} MB`,
+    s(cInit.secs),
+    `restic ${s(rInit.secs)}`,
+    ratio(cInit.secs, rInit.secs),
+    "<= 1x",
+    cInit.secs <= rInit.secs ? "met" : "missed",
+  );
+  row(
+    "no-change run",
+    s(cSame.secs),
+    `restic ${s(rSame.secs)}`,
+    ratio(cSame.secs, rSame.secs),
+    "<= 0.2x",
+    cSame.secs <= 0.2 * rSame.secs ? "met" : "missed",
+  );
+  row(
+    `rename drivers/net (${netFiles} files)`,
+    s(cRename),
+    `rclone --track-renames ${s(rcRename.secs)}`,
+    ratio(cRename, rcRename.secs),
+    "<= 0.5x",
+    cRename <= 0.5 * rcRename.secs ? "met" : "missed",
+  );
+  row(
+    "pack data sent for the rename",
+    `${renameBytes} bytes`,
+    "",
+    "",
+    "<= 1 KB",
+    renameBytes <= 1024 ? "met" : "missed",
+  );
+  const peak = Math.max(cInit.rssMb, cSame.rssMb, nq.rssMb, dq.rssMb);
+  row(
+    "peak RSS of any cncop process",
+    `${peak.toFixed(0)} MB`,
+    `restic ${rInit.rssMb.toFixed(0)} MB`,
+    "",
+    "<= 200 MB (1M files)",
+    `${files} files`,
+  );
+} finally {
+  server.kill("SIGTERM");
+}
+
+const machine = `${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, ${
+  (os.totalmem() / 2 ** 30).toFixed(1)
+} GiB, Node ${process.version}, restic ${(await $`restic version`).stdout.split(" ")[1]}, rclone ${
+  (await $`rclone version`).stdout.split("\n")[0].split(" ")[1]
+}, ${new Date().toISOString().slice(0, 10)}, load average ${
+  os.loadavg().map((x) => x.toFixed(1)).join(" ")
+}`;
+const table = [
+  "## CCS agent",
+  "",
+  `Machine: ${machine}. Produced by \`node bench/ccs.mjs --write\` (one run each; cncop`,
+  "through `cncopagent` against a local `cncopd` on loopback, restic to a local repository,",
+  "rclone to a local directory).",
+  "",
+  "| measure | cncop | peer | ratio | target | |",
+  "| --- | --- | --- | --- | --- | --- |",
+  ...rows.map((r) =>
+    `| ${r.what} | ${r.cncopV} | ${r.peerV} | ${r.ratio} | ${r.target} | ${r.ok} |`
+  ),
+  "",
+].join("\n");
+console.log("\n" + table);
+if (WRITE) {
+  const file = path.join(repo, "bench/RESULTS.md");
+  let text = (await fs.pathExists(file))
+    ? await fs.readFile(file, "utf8")
+    : "# Benchmark results\n\n";
+  const start = text.indexOf("## CCS agent");
+  if (start >= 0) {
+    const next = text.indexOf("\n## ", start + 1);
+    const end = next >= 0 ? next + 1 : text.length;
+    const old = text.slice(start, end);
+    const notesAt = old.indexOf("### Notes");
+    const notes = notesAt >= 0 ? old.slice(notesAt) : "";
+    text = text.slice(0, start) + table + (notes ? "\n" + notes : "") + text.slice(end);
+  } else {
+    text = text.trimEnd() + "\n\n" + table;
+  }
+  await fs.writeFile(file, text);
+  console.log(`wrote ${file}`);
+}
+if (!args.includes("--keep")) await fs.rm(work, { recursive: true, force: true });
