@@ -122,7 +122,7 @@ if (argv.write) {
   if (start < 0) text = text.replace(/\n*$/, "\n\n") + section;
   else {
     const next = text.indexOf("\n## ", start + 1);
-    text = text.slice(0, start) + section + (next < 0 ? "" : text.slice(next + 1));
+    text = text.slice(0, start) + section + (next < 0 ? "" : "\n" + text.slice(next + 1));
   }
   writeFileSync(file, text);
   console.log(`startup: wrote ${file}`);
