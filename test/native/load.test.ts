@@ -11,7 +11,12 @@ const script = `const m = await import(${
 }); console.log(JSON.stringify({ s: m.nativeStatus(), i: m.native.implementation }));`;
 
 function run(cmd: string, args: string[], env: Record<string, string>) {
-  const r = spawnSync(cmd, args, { encoding: "utf8", env: { ...process.env, ...env } });
+  // Start from the environment without the loader's own switches, so an outer
+  // CNCOP_NATIVE=0 run of the suite does not leak in.
+  const base = { ...process.env };
+  delete base["CNCOP_NATIVE"];
+  delete base["CNCOP_NATIVE_PATH"];
+  const r = spawnSync(cmd, args, { encoding: "utf8", env: { ...base, ...env } });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout.trim().split("\n").pop()!) as {
     s: { loaded: boolean; reason?: string; path?: string };
@@ -51,7 +56,10 @@ test("nativeStatus(): the built addon loads under Node and Deno", {
   const node = run(process.execPath, ["--input-type=module", "-e", script], {});
   assert.deepEqual(node, { s: { loaded: true, path: defaultNativePath() }, i: "native" });
   const deno = fileURLToPath(new URL("../../node_modules/.bin/deno", import.meta.url));
-  const r = spawnSync(deno, ["eval", script], { encoding: "utf8" });
+  const env = { ...process.env };
+  delete env["CNCOP_NATIVE"];
+  delete env["CNCOP_NATIVE_PATH"];
+  const r = spawnSync(deno, ["eval", script], { encoding: "utf8", env });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout.trim()), node);
 });
