@@ -69,7 +69,10 @@ test("openLog() daily logs append; -d writes diagnostics to the spool", () => {
   b.error("second");
   b.close();
   const text = readFileSync(join(dir, "NQ-2026-11-21.log"), "utf8");
-  assert.match(text, /INFO {2}\[backupagentnq \d+\] first\n.*ERROR \[backupagentnq \d+\] second\n$/);
+  assert.match(
+    text,
+    /INFO {2}\[backupagentnq \d+\] first\n.*ERROR \[backupagentnq \d+\] second\n$/,
+  );
   assert.doesNotMatch(text, /detail/);
   const dbg = readFileSync(join(spool, "NQ-2026-11-21.log"), "utf8");
   assert.match(dbg, /first/);
