@@ -9,6 +9,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -78,7 +79,11 @@ try {
     console.error(`build:native: no .node file produced in ${tmp}`);
     process.exit(1);
   }
-  copyFileSync(join(tmp, built), out);
+  // Rename over the old addon, never write into it: a running process has it mapped, and
+  // changing its pages in place crashes that process (SIGSEGV/SIGILL).
+  const staged = `${out}.${process.pid}.tmp`;
+  copyFileSync(join(tmp, built), staged);
+  renameSync(staged, out);
   const typings = readFileSync(join(tmp, "binding.d.ts"), "utf8");
   if (!existsSync(dts) || readFileSync(dts, "utf8") !== typings) {
     writeFileSync(dts, typings);

@@ -12,6 +12,9 @@ const step = (name) => console.log(`\n== ${name}`);
 if (fs.existsSync("scripts/build_native.mjs")) {
   step("native addon");
   await $`node scripts/build_native.mjs`;
+  step("cargo clippy and cargo test (native/)");
+  await $`cargo clippy --quiet --manifest-path native/Cargo.toml --all-targets -- -D warnings`;
+  await $`cargo test --quiet --manifest-path native/Cargo.toml`;
 }
 
 step("type check");
