@@ -14,7 +14,12 @@ import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { CncopError, PackRejectedError, TransientError } from "../core/errors.ts";
 import type { CncopConfig } from "../core/config.ts";
-import { clientFromConfig, type NetworkClient, type PackResult } from "../network/client.ts";
+import {
+  clientFromConfig,
+  type NetworkClient,
+  type PackResult,
+  type UploadStatus,
+} from "../network/client.ts";
 
 /**
  * The network client of the CCS programs. `CNCOP_NETWORK_RETRIES` and
@@ -49,14 +54,6 @@ export interface ChunkedUpload {
   sent: number;
 }
 
-interface Status {
-  offset: number;
-  size: number;
-  state: "open" | "applied" | "rejected";
-  result?: PackResult;
-  error?: string;
-}
-
 /** The upload id of a pack: its SHA-256 trailer, so the same pack always resumes. */
 async function trailerId(packPath: string): Promise<{ id: string; size: number }> {
   const fh = await open(packPath, "r");
@@ -77,7 +74,7 @@ export async function beginUpload(
   packPath: string,
 ): Promise<ChunkedUpload> {
   const { id, size } = await trailerId(packPath);
-  const s = await client.json<Status>({
+  const s = await client.json<UploadStatus>({
     method: "POST",
     path: `/v1/jobs/${encodeURIComponent(job)}/uploads`,
     headers: { "content-type": "application/json" },
@@ -127,7 +124,7 @@ export async function sendChunk(
   });
   let text = "";
   for await (const c of a.res) text += (c as Buffer).toString("utf8");
-  let body: Partial<Status> & { error?: string } = {};
+  let body: Partial<UploadStatus> & { error?: string } = {};
   try {
     body = JSON.parse(text);
   } catch { /* not JSON */ }

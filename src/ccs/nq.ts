@@ -12,7 +12,7 @@ import { CncopError, ExitCode, messageOf, TransientError, UsageError } from "../
 import type { Job } from "../core/jobs_db.ts";
 import { acquireLock, appLockPath, type HeldLock, jobLockPath } from "../core/lock.ts";
 import { createUniqueLog, logBaseName, type Logger } from "../core/log.ts";
-import { writeReport } from "../core/spool.ts";
+import { jobReporter } from "../core/spool.ts";
 import type { NetworkClient } from "../network/client.ts";
 import { agentClient } from "./cloud.ts";
 import { FileStates, useForks } from "./file_state.ts";
@@ -155,18 +155,16 @@ async function runJob(
 ): Promise<JobOutcome> {
   const label = `job ${job.id} "${job.title}"`;
   const stats: Record<string, number> = {};
+  const write = jobReporter(ctx.paths.messages, {
+    jobId: job.id,
+    jobTitle: job.title,
+    jobType: job.type,
+    session,
+    program: "backupagentnq",
+  });
   const report = (kind: "JE" | "JS", message?: string) => {
     if (o.dryRun) return;
-    writeReport(ctx.paths.messages, {
-      kind,
-      jobId: job.id,
-      jobTitle: job.title,
-      jobType: job.type,
-      session,
-      program: "backupagentnq",
-      ...(message ? { message } : {}),
-      ...(kind === "JS" ? { stats } : {}),
-    });
+    write(kind, { ...(message ? { message } : {}), ...(kind === "JS" ? { stats } : {}) });
   };
   const lock = await acquireLock(jobLockPath(ctx.paths, job.id), {
     mode: "wait",

@@ -15,6 +15,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { RemoteFile } from "../network/client.ts";
 
 /** Kinds of work item. */
 export type ItemKind = "ADD" | "UPDATE" | "DELETE" | "MOVE";
@@ -59,15 +60,8 @@ export type NewItem =
   & Partial<Omit<WorkItem, "id" | "job" | "session" | "kind" | "path" | "state" | "stage">>
   & { stage?: number };
 
-/** A file as the cloud peek lists it. */
-export interface CloudFile {
-  path: string;
-  size: number;
-  mtimeNs: string;
-  mode: number;
-  hash: string;
-  version: number;
-}
+/** A file as the cloud peek lists it (the network's listing, less the store time). */
+export type CloudFile = Omit<RemoteFile, "created">;
 
 /** A file as the source walk found it. */
 export interface LocalFile {

@@ -76,6 +76,25 @@ export function writeReport(
   return path;
 }
 
+/** Who a job's reports come from: everything but what differs per report. */
+export type ReportSource = Pick<Report, "jobId" | "jobTitle" | "jobType" | "session" | "program">;
+
+/**
+ * A writer of one job session's reports, so each call names only what it reports.
+ *
+ * @example
+ * ```ts
+ * const report = jobReporter(paths.messages, { jobId: 7, ..., program: "cncopagent" });
+ * report("JF", { result: "OK", attempts: 1 });
+ * ```
+ */
+export function jobReporter(
+  messagesDir: string,
+  source: ReportSource,
+): (kind: ReportKind, fields?: Partial<Omit<Report, "kind" | "format">>) => string {
+  return (kind, fields = {}) => writeReport(messagesDir, { ...source, ...fields, kind });
+}
+
 /** A report file found in the spool. */
 export interface SpooledReport {
   path: string;

@@ -17,7 +17,7 @@ import { LockedError, messageOf } from "../core/errors.ts";
 import type { Job } from "../core/jobs_db.ts";
 import { acquireLock, type HeldLock } from "../core/lock.ts";
 import type { Logger } from "../core/log.ts";
-import { listReports, writeReport } from "../core/spool.ts";
+import { jobReporter, listReports, writeReport } from "../core/spool.ts";
 import { type AgentCommonArgs, findProgram } from "./agent_table.ts";
 import type { Cancellation } from "./cancel.ts";
 import { hookEnv, type HookKind, type HookResult, runHook, utf8Head } from "./hooks.ts";
@@ -179,16 +179,13 @@ export async function runJob(jr: JobRunContext, job: Job): Promise<JobOutcome> {
     log.info(`${label}: start, session ${session}`);
     if (!job.enabled) log.info(`${label} is disabled; running it because it was named`);
     const env = hookEnv(job, ctx.paths.home, session);
-    const report = (kind: "JE" | "JF", fields: Record<string, unknown>) =>
-      writeReport(ctx.paths.messages, {
-        kind,
-        jobId: job.id,
-        jobTitle: job.title,
-        jobType: job.type,
-        session,
-        program: "cncopagent",
-        ...fields,
-      });
+    const report = jobReporter(ctx.paths.messages, {
+      jobId: job.id,
+      jobTitle: job.title,
+      jobType: job.type,
+      session,
+      program: "cncopagent",
+    });
     const hook = (kind: HookKind, command: string, result?: string): Promise<HookResult> =>
       runHook({
         binDir: ctx.paths.bin,

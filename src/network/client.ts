@@ -43,6 +43,15 @@ export interface ClientOptions {
   backoffMs?: number;
 }
 
+/** The server's view of an upload (`POST` / `GET /uploads/ID`). */
+export interface UploadStatus {
+  offset: number;
+  size: number;
+  state: "open" | "applied" | "rejected";
+  result?: PackResult;
+  error?: string;
+}
+
 /** A file of a job's listing (peek, tree at a time). */
 export interface RemoteFile {
   path: string;
@@ -429,14 +438,7 @@ export class NetworkClient {
     }
     const chunk = options.chunkSize ?? 8 * 1024 * 1024;
     const up = this.#jobPath(job, `/uploads/${encodeURIComponent(id)}`);
-    interface Status {
-      offset: number;
-      size: number;
-      state: "open" | "applied" | "rejected";
-      result?: PackResult;
-      error?: string;
-    }
-    let s = await this.json<Status>({
+    let s = await this.json<UploadStatus>({
       method: "POST",
       path: this.#jobPath(job, "/uploads"),
       headers: { "content-type": "application/json" },
@@ -476,7 +478,7 @@ export class NetworkClient {
       }
       if (a.status !== 200 && a.status !== 422) throw this.#error(spec, a.status, text);
       sent += end - start;
-      s = JSON.parse(text) as Status;
+      s = JSON.parse(text) as UploadStatus;
       options.onProgress?.(s.offset, size);
     }
   }
