@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The project's test command (`npm test`): builds the native addon when stale, checks types,
 // format and lint, runs every node:test file, then a Deno smoke run of the same sources.
-import { $, cd, fs, path, tmpdir } from "zx";
+import os from "node:os";
+import { $, cd, fs, path } from "zx";
 
 $.verbose = true;
 const root = path.resolve(import.meta.dirname, "..");
@@ -27,10 +28,13 @@ await $`deno lint`;
 step("node --test");
 const only = process.argv.slice(2);
 const files = only.length ? only : ["test/**/*.test.ts"];
-await $`node --test --test-concurrency=2 --test-timeout=600000 ${files}`;
+const run = await $`node --test --test-concurrency=2 --test-timeout=600000 ${files}`;
+const count = (what) => Number(new RegExp(`^ℹ ${what} (\\d+)$`, "m").exec(run.stdout)?.[1] ?? NaN);
+const passed = count("pass");
+const failed = count("fail");
 
 step("deno smoke");
-const home = tmpdir("cncop-deno-smoke");
+const home = fs.mkdtempSync(path.join(os.tmpdir(), "cncop-deno-smoke-"));
 const env = { ...process.env, CNCOP_HOME: path.join(home, "home") };
 await $({ env })`deno run -A src/cli/main.ts init`;
 await $({
@@ -40,3 +44,5 @@ const list = await $({ env })`deno run -A src/cli/main.ts cncopjobs list`;
 if (!/Smoke/.test(list.stdout)) throw new Error("deno smoke: the job added is not listed");
 await $({ env })`deno run -A src/cli/main.ts version`;
 console.log("\ndeno smoke: ok");
+fs.rmSync(home, { recursive: true, force: true });
+console.log(`tests: ${passed} passed, ${failed} failed`);
