@@ -7,7 +7,7 @@
  * ```ts
  * const client = new NetworkClient({ url: "https://backup.example:8443", token });
  * for await (const f of client.peek("7")) console.log(f.path, f.version);
- * const result = await client.uploadPack("7", "/spool/work/0001.pack");
+ * const result = await client.uploadPack("7", "Spool/Work/0001.pack");
  * ```
  *
  * @module
