@@ -8,6 +8,7 @@ import { exportJobs, importJobs, readJobsFile } from "../../src/core/jobs_io.ts"
 import { writeFileSync } from "node:fs";
 import { runCli } from "../helpers/run_cli.ts";
 import { tempDir, tempHome } from "../helpers/tmp.ts";
+import { writeV1JobsDb } from "../helpers/jobs_v1.ts";
 
 function freshDb() {
   return openJobsDb(join(tempDir(), "jobs.db"));
@@ -85,22 +86,7 @@ test("add() refuses invalid jobs", () => {
 
 test("openJobsDb() migrates a database from the previous schema", () => {
   const path = join(tempDir(), "old.db");
-  const old = new DatabaseSync(path);
-  // Schema version 1, as the first release wrote it.
-  old.exec(`CREATE TABLE jobs (
-     jobid INTEGER PRIMARY KEY AUTOINCREMENT, jobtitle TEXT NOT NULL UNIQUE COLLATE NOCASE,
-     jobtype TEXT NOT NULL, direction TEXT NOT NULL, source TEXT NOT NULL DEFAULT '',
-     destination TEXT NOT NULL DEFAULT '', max_retries INTEGER NOT NULL DEFAULT 3,
-     prerun TEXT NOT NULL DEFAULT '', postrun_success TEXT NOT NULL DEFAULT '',
-     postrun_failure TEXT NOT NULL DEFAULT '', delete_collar INTEGER NOT NULL DEFAULT 1500,
-     include_filters TEXT NOT NULL DEFAULT '[]', exclude_filters TEXT NOT NULL DEFAULT '[]',
-     retention_days INTEGER NOT NULL DEFAULT 30, enabled INTEGER NOT NULL DEFAULT 1,
-     agent_args TEXT NOT NULL DEFAULT '[]', settings TEXT NOT NULL DEFAULT '{}',
-     created_at TEXT NOT NULL, updated_at TEXT NOT NULL)`);
-  old.exec(`INSERT INTO jobs (jobtitle, jobtype, direction, source, created_at, updated_at)
-            VALUES ('Legacy', 'CCS', 'PUSH', '/old', 'x', 'x')`);
-  old.exec("PRAGMA user_version = 1");
-  old.close();
+  writeV1JobsDb(path);
   const db = openJobsDb(path);
   const j = db.find("legacy");
   assert.equal(j.commandTimeout, 3600);
