@@ -11,6 +11,7 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { $, fs, os, path } from "zx";
+import { writeResultsSection } from "./_results.mjs";
 
 $.verbose = false;
 const args = process.argv.slice(2);
@@ -211,23 +212,5 @@ const table = [
   "",
 ].join("\n");
 console.log("\n" + table);
-if (WRITE) {
-  const file = path.join(repo, "bench/RESULTS.md");
-  let text = (await fs.pathExists(file))
-    ? await fs.readFile(file, "utf8")
-    : "# Benchmark results\n\n";
-  const start = text.indexOf("## CCS agent");
-  if (start >= 0) {
-    const next = text.indexOf("\n## ", start + 1);
-    const end = next >= 0 ? next + 1 : text.length;
-    const old = text.slice(start, end);
-    const notesAt = old.indexOf("### Notes");
-    const notes = notesAt >= 0 ? old.slice(notesAt) : "";
-    text = text.slice(0, start) + table + (notes ? "\n" + notes : "") + text.slice(end);
-  } else {
-    text = text.trimEnd() + "\n\n" + table;
-  }
-  await fs.writeFile(file, text);
-  console.log(`wrote ${file}`);
-}
+if (WRITE) console.log(`wrote ${writeResultsSection(repo, "## CCS agent", table)}`);
 if (!args.includes("--keep")) await fs.rm(work, { recursive: true, force: true });

@@ -10,6 +10,7 @@ import { $, fs, os, path } from "zx";
 import { randomFillSync } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { loadAddonCore, loadPortableCore, nativeStatus } from "../src/native/mod.ts";
+import { writeResultsSection } from "./_results.mjs";
 
 $.verbose = false;
 const args = process.argv.slice(2);
@@ -309,24 +310,5 @@ const table = [
   "",
 ].join("\n");
 console.log("\n" + table);
-if (WRITE) {
-  const file = path.join(repo, "bench/RESULTS.md");
-  let text = (await fs.pathExists(file))
-    ? await fs.readFile(file, "utf8")
-    : "# Benchmark results\n\n";
-  const start = text.indexOf("## Native core");
-  if (start >= 0) {
-    const next = text.indexOf("\n## ", start + 1);
-    const end = next >= 0 ? next + 1 : text.length;
-    // keep the hand-written notes that follow the table ("### Notes" under the section)
-    const old = text.slice(start, end);
-    const notesAt = old.indexOf("### Notes");
-    const notes = notesAt >= 0 ? old.slice(notesAt) : "";
-    text = text.slice(0, start) + table + (notes ? "\n" + notes : "") + text.slice(end);
-  } else {
-    text = text.trimEnd() + "\n\n" + table;
-  }
-  await fs.writeFile(file, text);
-  console.log(`wrote ${file}`);
-}
+if (WRITE) console.log(`wrote ${writeResultsSection(repo, "## Native core", table)}`);
 if (!args.includes("--keep")) await fs.rm(path.join(work, "hash.bin"), { force: true });

@@ -8,7 +8,7 @@
 // Usage: node bench/startup.mjs [--runs 50] [--write]   (--write updates bench/RESULTS.md)
 import { spawnSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { $, minimist, tmpfile, which } from "zx";
 import {
@@ -18,6 +18,7 @@ import {
   pinnedNodeVersion,
   repo,
 } from "../scripts/build_sea.mjs";
+import { writeResultsSection } from "./_results.mjs";
 
 const argv = minimist(process.argv.slice(2), { boolean: ["write"], default: { runs: 50 } });
 const runs = Number(argv.runs);
@@ -111,19 +112,5 @@ const section = [
 console.log("\n" + section);
 
 if (argv.write) {
-  const file = join(repo, "bench", "RESULTS.md");
-  let text = "";
-  try {
-    text = readFileSync(file, "utf8");
-  } catch {
-    text = "# Benchmark results\n\n";
-  }
-  const start = text.indexOf("## Executable");
-  if (start < 0) text = text.replace(/\n*$/, "\n\n") + section;
-  else {
-    const next = text.indexOf("\n## ", start + 1);
-    text = text.slice(0, start) + section + (next < 0 ? "" : "\n" + text.slice(next + 1));
-  }
-  writeFileSync(file, text);
-  console.log(`startup: wrote ${file}`);
+  console.log(`startup: wrote ${writeResultsSection(repo, "## Executable", section)}`);
 }
