@@ -3,18 +3,32 @@
  * its validation. Shared by {@link ./pack_writer.ts} and {@link ./pack_reader.ts}, so the
  * enqueuer and the network accept exactly the same files.
  *
- * Layout: `MAGIC` (8 bytes) | header length (u32 BE) | header (JSON, UTF-8) |
- * body frames (u32 BE length + compressed bytes, ended by a zero length) |
- * SHA-256 of every byte before it (32 bytes).
+ * Layout (format 2): `MAGIC` (8 bytes) | entries | a zero u32 (end of entries) |
+ * SHA-256 of every byte before it (32 bytes). An entry is: header length (u32 BE) |
+ * header (JSON, UTF-8) | body frames (u32 BE length + compressed bytes, ended by a zero
+ * length). Format 1 is one entry without the end-of-entries marker; readers still take it.
  *
  * @module
  */
 import { PackRejectedError } from "../core/errors.ts";
 
+/** The format version this code writes (it also reads format 1). */
+export const PACK_FORMAT = 2;
 /** First 8 bytes of every pack: "CNCOPPK" and the format version byte. */
-export const PACK_MAGIC: Uint8Array = new Uint8Array([0x43, 0x4e, 0x43, 0x4f, 0x50, 0x50, 0x4b, 1]);
-/** The format version this code writes and reads. */
-export const PACK_FORMAT = 1;
+export const PACK_MAGIC: Uint8Array = new Uint8Array([
+  0x43,
+  0x4e,
+  0x43,
+  0x4f,
+  0x50,
+  0x50,
+  0x4b,
+  PACK_FORMAT,
+]);
+/** Format versions readers accept. */
+export const READABLE_FORMATS: readonly number[] = [1, 2];
+/** Most entries in one pack. */
+export const MAX_ENTRIES = 100_000;
 /** Largest header accepted, in bytes. */
 export const MAX_HEADER_BYTES = 64 * 1024;
 /** Largest body frame accepted (compressed bytes). */
@@ -35,7 +49,7 @@ export type PackCompression = "zstd" | "none";
 
 /** The header of a pack instruction file, as stored (JSON). */
 export interface PackHeader {
-  /** Always {@link PACK_FORMAT}. */
+  /** The pack file's format version ({@link PACK_FORMAT} when written here). */
   format: number;
   kind: PackKind;
   /** The device's job key (e.g. "7"). */
@@ -112,7 +126,11 @@ function isSafeInt(v: unknown, max = Number.MAX_SAFE_INTEGER): v is number {
  *
  * @throws {PackRejectedError} on any missing, malformed or hostile field.
  */
-export function validateHeader(raw: unknown, maxBody = DEFAULT_MAX_BODY): PackHeader {
+export function validateHeader(
+  raw: unknown,
+  maxBody = DEFAULT_MAX_BODY,
+  format = PACK_FORMAT,
+): PackHeader {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new PackRejectedError("pack header is not a JSON object");
   }
@@ -120,7 +138,7 @@ export function validateHeader(raw: unknown, maxBody = DEFAULT_MAX_BODY): PackHe
   const bad = (what: string): never => {
     throw new PackRejectedError(`pack header: ${what}`);
   };
-  if (h.format !== PACK_FORMAT) bad(`unsupported format ${JSON.stringify(h.format)}`);
+  if (h.format !== format) bad(`format ${JSON.stringify(h.format)} in a format ${format} pack`);
   if (typeof h.kind !== "string" || !KINDS.includes(h.kind)) {
     bad(`unknown kind ${JSON.stringify(h.kind)}`);
   }

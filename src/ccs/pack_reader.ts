@@ -6,39 +6,31 @@
  *
  * @example
  * ```ts
- * const header = await readPack("/spool/0001.pack", { bodyTo: "/tmp/body" });
+ * const headers = await readPackEntries("/spool/0001.pack", { bodyTo: (_h, i) => `/tmp/b${i}` });
  * ```
  *
  * @module
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { open, rm } from "node:fs/promises";
+import { open, rm, writeFile } from "node:fs/promises";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import { PackRejectedError } from "../core/errors.ts";
 import {
   DEFAULT_MAX_BODY,
+  MAX_ENTRIES,
   MAX_FRAME_BYTES,
   MAX_HEADER_BYTES,
   PACK_MAGIC,
   type PackHeader,
+  READABLE_FORMATS,
   TRAILER_BYTES,
   validateHeader,
   ZSTD_WINDOW_LOG_MAX,
 } from "./pack_format.ts";
 import { newBlake3 } from "./pack_hash.ts";
-
-/** Options of {@link readPack}. */
-export interface ReadPackOptions {
-  /** Write the decompressed body here (removed again when the pack is rejected). */
-  bodyTo?: string;
-  /** Largest declared body accepted. @default 64 GiB */
-  maxBodySize?: number;
-  /** For an add: check the body's size and BLAKE3 against the header. @default true */
-  verifyContent?: boolean;
-}
 
 /** Exact-length reads over a chunked byte stream, hashing what it hands out. */
 class ByteReader {
@@ -91,18 +83,28 @@ function u32(b: Uint8Array): number {
   return ((b[0]! << 24) >>> 0) + (b[1]! << 16) + (b[2]! << 8) + b[3]!;
 }
 
-/** Reads magic and header from a reader. */
-async function readHeaderFrom(r: ByteReader, maxBody: number): Promise<PackHeader> {
+/** Reads the magic; returns the format version. */
+async function readMagic(r: ByteReader): Promise<number> {
   const magic = await r.read(PACK_MAGIC.length, "magic");
   for (let i = 0; i < PACK_MAGIC.length - 1; i++) {
     if (magic[i] !== PACK_MAGIC[i]) throw new PackRejectedError("not a cncop pack file");
   }
-  if (magic[PACK_MAGIC.length - 1] !== PACK_MAGIC[PACK_MAGIC.length - 1]) {
+  const version = magic[PACK_MAGIC.length - 1]!;
+  if (!READABLE_FORMATS.includes(version)) {
     throw new PackRejectedError(
-      `pack format version ${magic[PACK_MAGIC.length - 1]} is not supported (this reads 1)`,
+      `pack format version ${version} is not supported (this reads ${READABLE_FORMATS.join(", ")})`,
     );
   }
-  const hlen = u32(await r.read(4, "header length"));
+  return version;
+}
+
+/** Reads an entry's header whose length `hlen` was read already. */
+async function readHeaderBody(
+  r: ByteReader,
+  hlen: number,
+  maxBody: number,
+  format: number,
+): Promise<PackHeader> {
   if (hlen === 0 || hlen > MAX_HEADER_BYTES) {
     throw new PackRejectedError(`pack header length ${hlen} is out of range`);
   }
@@ -113,7 +115,7 @@ async function readHeaderFrom(r: ByteReader, maxBody: number): Promise<PackHeade
   } catch {
     throw new PackRejectedError("pack header is not valid JSON");
   }
-  return validateHeader(raw, maxBody);
+  return validateHeader(raw, maxBody, format);
 }
 
 function toIterable(source: string | AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
@@ -123,7 +125,7 @@ function toIterable(source: string | AsyncIterable<Uint8Array>): AsyncIterable<U
 }
 
 /**
- * Reads only the header of a pack (validated; the checksum is not checked).
+ * Reads only the first entry's header of a pack (validated; the checksum is not checked).
  *
  * @throws {PackRejectedError}
  */
@@ -133,96 +135,67 @@ export async function readPackHeader(
 ): Promise<PackHeader> {
   const r = new ByteReader(toIterable(source));
   try {
-    return await readHeaderFrom(r, maxBodySize);
+    const format = await readMagic(r);
+    const hlen = u32(await r.read(4, "header length"));
+    return await readHeaderBody(r, hlen, maxBodySize, format);
   } finally {
     await r.close();
   }
 }
 
+/** Options of {@link readPackEntries}. */
+export interface ReadEntriesOptions {
+  /** Where to write entry `index`'s decompressed body; undefined discards it. */
+  bodyTo?: (header: PackHeader, index: number) => string | undefined;
+  /** Largest declared body accepted per entry. @default 64 GiB */
+  maxBodySize?: number;
+  /** Most entries accepted. @default MAX_ENTRIES */
+  maxEntries?: number;
+  /** For an add: check the body's size and BLAKE3 against the header. @default true */
+  verifyContent?: boolean;
+  /** fsync each body file before resolving. @default true */
+  sync?: boolean;
+  /** BLAKE3 hex of a buffer (the native core's is faster). @default hash-wasm */
+  blake3?: (data: Uint8Array) => string;
+}
+
+/** An entry body up to this size in one frame is decompressed in one call. */
+const ONE_SHOT_MAX = 4 * 1024 * 1024;
+
 /**
- * Reads a whole pack: validates the header, decompresses the body (into `bodyTo` when
- * given) bounded by the declared size, checks the trailing SHA-256 and, for an add, the
- * content's size and BLAKE3. Resolves to the header only when all of it holds.
+ * Reads a whole pack: validates each entry's header, decompresses each body (into
+ * `bodyTo(header, index)` when given) bounded by its declared size, checks the trailing
+ * SHA-256 and, for an add, the content's size and BLAKE3. Resolves to the headers only
+ * when all of it holds; on rejection no body file is left behind.
  *
  * @throws {PackRejectedError} on a truncated, corrupted, oversized or hostile pack.
  */
-export async function readPack(
+export async function readPackEntries(
   source: string | AsyncIterable<Uint8Array>,
-  options: ReadPackOptions = {},
-): Promise<PackHeader> {
+  options: ReadEntriesOptions = {},
+): Promise<PackHeader[]> {
   const r = new ByteReader(toIterable(source));
-  const { bodyTo } = options;
+  const written: string[] = [];
+  const headers: PackHeader[] = [];
+  const maxBody = options.maxBodySize ?? DEFAULT_MAX_BODY;
+  const maxEntries = options.maxEntries ?? MAX_ENTRIES;
   try {
-    const header = await readHeaderFrom(r, options.maxBodySize ?? DEFAULT_MAX_BODY);
-    const hasher = header.kind === "add" && options.verifyContent !== false
-      ? await newBlake3()
-      : undefined;
-    let produced = 0;
-    const frames = async function* () {
-      for (;;) {
-        const len = u32(await r.read(4, "frame length"));
-        if (len === 0) return;
-        if (len > MAX_FRAME_BYTES) {
-          throw new PackRejectedError(`pack frame of ${len} bytes is too large`);
-        }
-        yield await r.read(len, "body");
+    const format = await readMagic(r);
+    for (;;) {
+      const hlen = u32(await r.read(4, "header length"));
+      if (hlen === 0 && format >= 2 && headers.length > 0) break; // end of entries
+      if (headers.length >= maxEntries) {
+        throw new PackRejectedError(`pack has more than ${maxEntries} entries`);
       }
-    };
-    const bounded = async function* (src: AsyncIterable<Uint8Array>) {
-      for await (const chunk of src) {
-        produced += chunk.length;
-        if (produced > header.bodySize) {
-          throw new PackRejectedError(
-            `pack body expands beyond its declared ${header.bodySize} bytes`,
-          );
-        }
-        hasher?.update(chunk);
-        yield chunk;
+      const header = await readHeaderBody(r, hlen, maxBody, format);
+      if (headers.length > 0 && header.job !== headers[0]!.job) {
+        throw new PackRejectedError("pack entries are for different jobs");
       }
-    };
-    const sink = bodyTo !== undefined
-      ? createWriteStream(bodyTo, { flags: "w", mode: 0o600 })
-      : new Writable({ write: (_c, _e, cb) => cb() });
-    let sinkError: unknown;
-    sink.on("error", (e: Error) => (sinkError ??= e));
-    try {
-      if (header.bodySize === 0) {
-        // Nothing to decompress: the end frame must follow at once.
-        const len = u32(await r.read(4, "frame length"));
-        if (len !== 0) throw new PackRejectedError("pack with an empty body has body frames");
-        await new Promise<void>((res, rej) => sink.end((e?: Error | null) => (e ? rej(e) : res())));
-      } else if (header.compression === "zstd") {
-        await pipeline(
-          frames,
-          zlib.createZstdDecompress({
-            params: { [zlib.constants.ZSTD_d_windowLogMax]: ZSTD_WINDOW_LOG_MAX },
-          }),
-          bounded,
-          sink,
-        );
-      } else {
-        await pipeline(frames, bounded, sink);
-      }
-    } catch (err) {
-      if (err instanceof PackRejectedError) throw err;
-      // Our own I/O failing (disk full, too many files) says nothing about the pack.
-      if (sinkError !== undefined) throw sinkError;
-      if (typeof (err as { syscall?: unknown }).syscall === "string") throw err;
-      throw new PackRejectedError(`pack body is corrupt: ${(err as Error).message}`, {
-        cause: err,
-      });
-    } finally {
-      // Release the body file's descriptor on every path before anyone removes it.
-      if (!sink.closed) {
-        const closed = new Promise<void>((res) => sink.once("close", () => res()));
-        if (!sink.writableFinished) sink.destroy();
-        await closed;
-      }
-    }
-    if (produced !== header.bodySize) {
-      throw new PackRejectedError(
-        `pack body is ${produced} bytes, its header declares ${header.bodySize}`,
-      );
+      const bodyTo = options.bodyTo?.(header, headers.length);
+      if (bodyTo !== undefined) written.push(bodyTo);
+      await readBody(r, header, bodyTo, options);
+      headers.push(header);
+      if (format === 1) break; // one entry, the trailer follows
     }
     const expected = r.hash.digest();
     const trailer = await r.read(TRAILER_BYTES, "checksum", false);
@@ -230,22 +203,180 @@ export async function readPack(
       throw new PackRejectedError("pack checksum does not match (the file is corrupt)");
     }
     if (!(await r.atEnd())) throw new PackRejectedError("pack has bytes after its checksum");
-    if (hasher && hasher.digest() !== header.hash) {
-      throw new PackRejectedError("pack content does not match its header's hash");
-    }
-    if (bodyTo !== undefined) {
-      const fh = await open(bodyTo, "r+");
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
+    if (options.sync !== false) {
+      for (const p of written) {
+        const fh = await open(p, "r+");
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
       }
     }
-    return header;
+    return headers;
   } catch (err) {
-    if (bodyTo !== undefined) await rm(bodyTo, { force: true });
+    for (const p of written) await rm(p, { force: true });
     throw err;
   } finally {
     await r.close();
   }
+}
+
+/** Reads the body frames of one entry, verifies them and writes them to `bodyTo`. */
+async function readBody(
+  r: ByteReader,
+  header: PackHeader,
+  bodyTo: string | undefined,
+  options: ReadEntriesOptions,
+): Promise<void> {
+  const verify = header.kind === "add" && options.verifyContent !== false;
+  const frameLength = async () => {
+    const len = u32(await r.read(4, "frame length"));
+    if (len > MAX_FRAME_BYTES) {
+      throw new PackRejectedError(`pack frame of ${len} bytes is too large`);
+    }
+    return len;
+  };
+  if (header.bodySize === 0) {
+    // Nothing to decompress: the end frame must follow at once.
+    if ((await frameLength()) !== 0) {
+      throw new PackRejectedError("pack with an empty body has body frames");
+    }
+    if (bodyTo !== undefined) await writeFile(bodyTo, new Uint8Array(0), { mode: 0o600 });
+    return;
+  }
+  const firstLen = await frameLength();
+  if (firstLen === 0) {
+    throw new PackRejectedError(`pack body is 0 bytes, its header declares ${header.bodySize}`);
+  }
+  const first = await r.read(firstLen, "body");
+  const secondLen = await frameLength();
+  if (secondLen === 0 && header.bodySize <= ONE_SHOT_MAX) {
+    // The common small entry: one call, no stream machinery.
+    let body: Uint8Array = first;
+    if (header.compression === "zstd") {
+      try {
+        body = zlib.zstdDecompressSync(first, {
+          maxOutputLength: header.bodySize,
+          params: { [zlib.constants.ZSTD_d_windowLogMax]: ZSTD_WINDOW_LOG_MAX },
+        });
+      } catch (err) {
+        if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+          throw new PackRejectedError(
+            `pack body expands beyond its declared ${header.bodySize} bytes`,
+          );
+        }
+        throw new PackRejectedError(`pack body is corrupt: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+    }
+    if (body.length !== header.bodySize) {
+      throw new PackRejectedError(
+        `pack body is ${body.length} bytes, its header declares ${header.bodySize}`,
+      );
+    }
+    if (verify) {
+      const hash = options.blake3 ? options.blake3(body) : await blake3Hex(body);
+      if (hash !== header.hash) {
+        throw new PackRejectedError("pack content does not match its header's hash");
+      }
+    }
+    if (bodyTo !== undefined) await writeFile(bodyTo, body, { mode: 0o600 });
+    return;
+  }
+  const hasher = verify ? await newBlake3() : undefined;
+  let produced = 0;
+  const frames = async function* () {
+    yield first;
+    let len = secondLen;
+    while (len !== 0) {
+      yield await r.read(len, "body");
+      len = await frameLength();
+    }
+  };
+  const bounded = async function* (src: AsyncIterable<Uint8Array>) {
+    for await (const chunk of src) {
+      produced += chunk.length;
+      if (produced > header.bodySize) {
+        throw new PackRejectedError(
+          `pack body expands beyond its declared ${header.bodySize} bytes`,
+        );
+      }
+      hasher?.update(chunk);
+      yield chunk;
+    }
+  };
+  const sink = bodyTo !== undefined
+    ? createWriteStream(bodyTo, { flags: "w", mode: 0o600 })
+    : new Writable({ write: (_c, _e, cb) => cb() });
+  let sinkError: unknown;
+  sink.on("error", (e: Error) => (sinkError ??= e));
+  try {
+    if (header.compression === "zstd") {
+      await pipeline(
+        frames,
+        zlib.createZstdDecompress({
+          params: { [zlib.constants.ZSTD_d_windowLogMax]: ZSTD_WINDOW_LOG_MAX },
+        }),
+        bounded,
+        sink,
+      );
+    } else {
+      await pipeline(frames, bounded, sink);
+    }
+  } catch (err) {
+    if (err instanceof PackRejectedError) throw err;
+    // Our own I/O failing (disk full, too many files) says nothing about the pack.
+    if (sinkError !== undefined) throw sinkError;
+    if (typeof (err as { syscall?: unknown }).syscall === "string") throw err;
+    throw new PackRejectedError(`pack body is corrupt: ${(err as Error).message}`, {
+      cause: err,
+    });
+  } finally {
+    // Release the body file's descriptor on every path before anyone removes it.
+    if (!sink.closed) {
+      const closed = new Promise<void>((res) => sink.once("close", () => res()));
+      if (!sink.writableFinished) sink.destroy();
+      await closed;
+    }
+  }
+  if (produced !== header.bodySize) {
+    throw new PackRejectedError(
+      `pack body is ${produced} bytes, its header declares ${header.bodySize}`,
+    );
+  }
+  if (hasher && hasher.digest() !== header.hash) {
+    throw new PackRejectedError("pack content does not match its header's hash");
+  }
+}
+
+async function blake3Hex(data: Uint8Array): Promise<string> {
+  const h = await newBlake3();
+  h.update(data);
+  return h.digest();
+}
+
+/** Options of {@link readPack}. */
+export interface ReadPackOptions extends Omit<ReadEntriesOptions, "bodyTo" | "maxEntries"> {
+  /** Write the decompressed body here (removed again when the pack is rejected). */
+  bodyTo?: string;
+}
+
+/**
+ * Reads a one-entry pack (see {@link readPackEntries}) and resolves to its header.
+ *
+ * @throws {PackRejectedError} also when the pack has more than one entry.
+ */
+export async function readPack(
+  source: string | AsyncIterable<Uint8Array>,
+  options: ReadPackOptions = {},
+): Promise<PackHeader> {
+  const { bodyTo, ...rest } = options;
+  const headers = await readPackEntries(source, {
+    ...rest,
+    maxEntries: 1,
+    bodyTo: bodyTo === undefined ? undefined : () => bodyTo,
+  });
+  return headers[0]!;
 }

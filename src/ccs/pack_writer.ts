@@ -1,7 +1,8 @@
 /**
- * Writes pack instruction files (docs/formats/pack.md). Streams the body through zstd, never
- * holding a whole file in memory; writes to a temp file, fsyncs and renames, so a pack on
- * disk is always complete.
+ * Writes pack instruction files (docs/formats/pack.md): one-entry packs whose body is
+ * streamed through zstd ({@link writePack}, never holding a whole file in memory), and
+ * packs of many small entries ({@link PackBuilder}). Both write to a temp file, fsync and
+ * rename, so a pack on disk is always complete.
  *
  * @example
  * ```ts
@@ -12,12 +13,13 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { open, rename, rm, stat } from "node:fs/promises";
+import { type FileHandle, open, rename, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import { CncopError } from "../core/errors.ts";
 import {
+  MAX_ENTRIES,
   PACK_FORMAT,
   PACK_MAGIC,
   type PackCompression,
@@ -55,14 +57,18 @@ export interface PackCommon {
 /** What a written pack is. */
 export interface PackWritten {
   path: string;
+  /** The first entry's header. */
   header: PackHeader;
+  /** Every entry's header, in order. */
+  headers: PackHeader[];
   /** Bytes of the pack file. */
   bytes: number;
   /** SHA-256 hex of the pack file without its trailer (= the trailer). */
   sha256: string;
 }
 
-function baseHeader(kind: PackKind, c: PackCommon): PackHeader {
+/** A header of `kind` with the common fields filled and the rest zero. */
+export function baseHeader(kind: PackKind, c: PackCommon): PackHeader {
   return {
     format: PACK_FORMAT,
     kind,
@@ -85,9 +91,100 @@ function mtimeString(v: string | bigint | number | undefined, fallbackMs: number
   return typeof v === "number" ? String(BigInt(Math.round(v))) : String(v);
 }
 
+/** Largest body {@link PackBuilder} compresses in memory as one frame. */
+export const IN_MEMORY_BODY_MAX = 2 * 1024 * 1024;
+
 /**
- * Writes a pack with the given header; `bodyPath` (add: the content, update: the delta) is
- * streamed in. For an add, the content's BLAKE3 and size are checked while streaming.
+ * A pack file being written: a temp file hashed as it grows, then fsynced and renamed
+ * into place by {@link PackFile.finish}, so a pack on disk is always complete.
+ */
+class PackFile {
+  readonly outPath: string;
+  readonly tmp: string;
+  #fh: FileHandle;
+  #sha = createHash("sha256");
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  bytes = 0;
+
+  private constructor(outPath: string, tmp: string, fh: FileHandle) {
+    this.outPath = outPath;
+    this.tmp = tmp;
+    this.#fh = fh;
+  }
+
+  static async create(outPath: string): Promise<PackFile> {
+    const tmp = `${outPath}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const f = new PackFile(outPath, tmp, await open(tmp, "wx", 0o600));
+    f.put(PACK_MAGIC);
+    return f;
+  }
+
+  /** Appends bytes (buffered; written by {@link flush}). */
+  put(data: Uint8Array): void {
+    this.#sha.update(data);
+    this.bytes += data.length;
+    this.#pending.push(data);
+    this.#pendingBytes += data.length;
+  }
+
+  async flush(force = false): Promise<void> {
+    if (this.#pendingBytes === 0 || (!force && this.#pendingBytes < 1 << 20)) return;
+    const bufs = this.#pending;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    await writeAll(this.#fh, Buffer.concat(bufs));
+  }
+
+  putU32(n: number): void {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n);
+    this.put(b);
+  }
+
+  /** Header length and header of an entry. */
+  putHeader(header: PackHeader): void {
+    const bytes = Buffer.from(JSON.stringify(header), "utf8");
+    this.putU32(bytes.length);
+    this.put(bytes);
+  }
+
+  /** Ends the entries, writes the trailer, fsyncs and renames into place. */
+  async finish(): Promise<{ bytes: number; sha256: string }> {
+    this.putU32(0);
+    await this.flush(true);
+    const digest = this.#sha.digest();
+    await writeAll(this.#fh, digest);
+    this.bytes += digest.length;
+    await this.#fh.sync();
+    await this.#fh.close();
+    await rename(this.tmp, this.outPath);
+    await syncDir(dirname(this.outPath));
+    return { bytes: this.bytes, sha256: digest.toString("hex") };
+  }
+
+  async abort(): Promise<void> {
+    await this.#fh.close().catch(() => {});
+    await rm(this.tmp, { force: true });
+  }
+}
+
+async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) {
+    const { bytesWritten } = await fh.write(data, off, data.length - off);
+    off += bytesWritten;
+  }
+}
+
+function zstdLevel(level: number | undefined): number {
+  return Math.min(9, Math.max(1, Math.round(level ?? 3)));
+}
+
+/**
+ * Writes a one-entry pack with the given header; `bodyPath` (add: the content, update: the
+ * delta) is streamed in, never held whole in memory. For an add, the content's BLAKE3 and
+ * size are checked while streaming.
  *
  * @throws {SourceChangedError} when an add's source no longer matches its header.
  * @throws {PackRejectedError} when the header is invalid.
@@ -102,26 +199,9 @@ export async function writePack(
   if (header.bodySize > 0 && bodyPath === undefined) {
     throw new CncopError("writePack: a body is declared but no body file given");
   }
-  const tmp = `${outPath}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const fh = await open(tmp, "wx", 0o600);
-  const sha = createHash("sha256");
-  let bytes = 0;
-  const put = async (data: Uint8Array) => {
-    sha.update(data);
-    bytes += data.length;
-    let off = 0;
-    while (off < data.length) {
-      const { bytesWritten } = await fh.write(data, off, data.length - off);
-      off += bytesWritten;
-    }
-  };
+  const f = await PackFile.create(outPath);
   try {
-    const headerBytes = Buffer.from(JSON.stringify(header), "utf8");
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(headerBytes.length);
-    await put(PACK_MAGIC);
-    await put(len);
-    await put(headerBytes);
+    f.putHeader(header);
     if (bodyPath !== undefined && header.bodySize > 0) {
       const hasher = header.kind === "add" ? await newBlake3() : undefined;
       let read = 0;
@@ -136,19 +216,17 @@ export async function writePack(
       };
       const frames = async (src: AsyncIterable<Buffer>) => {
         for await (const chunk of src) {
-          const l = Buffer.alloc(4);
-          l.writeUInt32BE(chunk.length);
-          await put(l);
-          await put(chunk);
+          f.putU32(chunk.length);
+          f.put(chunk);
+          await f.flush();
         }
       };
-      const lvl = Math.min(9, Math.max(1, Math.round(level)));
       if (header.compression === "zstd") {
         await pipeline(
           source,
           counted,
           zlib.createZstdCompress({
-            params: { [zlib.constants.ZSTD_c_compressionLevel]: lvl },
+            params: { [zlib.constants.ZSTD_c_compressionLevel]: zstdLevel(level) },
             chunkSize: 256 * 1024,
           }),
           frames,
@@ -165,19 +243,102 @@ export async function writePack(
         throw new SourceChangedError(`${bodyPath} changed while it was packed (hash differs)`);
       }
     }
-    await put(new Uint8Array(4)); // the end frame
-    const digest = sha.digest();
-    await fh.write(digest);
-    bytes += digest.length;
-    await fh.sync();
-    await fh.close();
-    await rename(tmp, outPath);
-    await syncDir(dirname(outPath));
-    return { path: outPath, header, bytes, sha256: digest.toString("hex") };
+    f.putU32(0); // the entry's end frame
+    const done = await f.finish();
+    return { path: outPath, header, headers: [header], ...done };
   } catch (err) {
-    await fh.close().catch(() => {});
-    await rm(tmp, { force: true });
+    await f.abort();
     throw err;
+  }
+}
+
+/**
+ * Writes a pack of many entries whose bodies are in memory (at most
+ * {@link IN_MEMORY_BODY_MAX} bytes each): small adds, small deltas, moves and deletes.
+ * One pack for hundreds of small files keeps the per-file costs of the enqueuer, the
+ * dequeuer and the network (a file, a request, an fsync, a commit) off the hot path.
+ *
+ * @example
+ * ```ts
+ * const b = await PackBuilder.create("/spool/J7-1.pack", { job: "7" });
+ * b.add(header, content);
+ * const written = await b.finish();
+ * ```
+ */
+export class PackBuilder {
+  readonly path: string;
+  readonly headers: PackHeader[] = [];
+  /** Uncompressed body bytes added so far. */
+  bodyBytes = 0;
+  #f: PackFile;
+  #level: number;
+
+  private constructor(path: string, f: PackFile, level: number) {
+    this.path = path;
+    this.#f = f;
+    this.#level = level;
+  }
+
+  static async create(outPath: string, o: { level?: number } = {}): Promise<PackBuilder> {
+    return new PackBuilder(outPath, await PackFile.create(outPath), zstdLevel(o.level));
+  }
+
+  /** Bytes of the pack so far. */
+  get bytes(): number {
+    return this.#f.bytes;
+  }
+
+  /**
+   * Appends an entry. `body` must be exactly `header.bodySize` bytes; an add's body must
+   * match `header.hash` (the caller hashed it). A zstd body that does not shrink is stored
+   * raw (`compression` becomes "none").
+   *
+   * @throws {PackRejectedError} when the header is invalid.
+   */
+  async add(header: PackHeader, body?: Uint8Array): Promise<void> {
+    const size = body?.length ?? 0;
+    if (size !== header.bodySize) {
+      throw new CncopError(`PackBuilder: body of ${size} bytes, header says ${header.bodySize}`);
+    }
+    if (size > IN_MEMORY_BODY_MAX) {
+      throw new CncopError(`PackBuilder: a body of ${size} bytes must be streamed (writePack)`);
+    }
+    if (this.headers.length >= MAX_ENTRIES) throw new CncopError("PackBuilder: pack is full");
+    let frame = body;
+    if (body && size > 0 && header.compression === "zstd") {
+      const z = zlib.zstdCompressSync(body, {
+        params: { [zlib.constants.ZSTD_c_compressionLevel]: this.#level },
+      });
+      if (z.length < size) frame = z;
+      else header = { ...header, compression: "none" };
+    }
+    validateHeader(header, Number.MAX_SAFE_INTEGER);
+    this.#f.putHeader(header);
+    if (frame && size > 0) {
+      this.#f.putU32(frame.length);
+      this.#f.put(frame);
+    }
+    this.#f.putU32(0);
+    this.headers.push(header);
+    this.bodyBytes += size;
+    await this.#f.flush();
+  }
+
+  /** Completes the pack (fsync, rename into place). */
+  async finish(): Promise<PackWritten> {
+    if (this.headers.length === 0) throw new CncopError("PackBuilder: an empty pack");
+    try {
+      const done = await this.#f.finish();
+      return { path: this.path, header: this.headers[0]!, headers: this.headers, ...done };
+    } catch (err) {
+      await this.#f.abort();
+      throw err;
+    }
+  }
+
+  /** Drops the unfinished pack. */
+  abort(): Promise<void> {
+    return this.#f.abort();
   }
 }
 

@@ -1,6 +1,6 @@
 /**
- * Applies a verified pack to a job: stores the content blob durably first, then commits
- * the catalog change in one transaction. A crash at any instant leaves the old version or
+ * Applies a verified pack to a job: stores the content blobs of all its entries durably
+ * first, then commits every entry's catalog change in one transaction. A crash at any instant leaves the old version or
  * the new one; at worst an unreferenced blob, which `cncopd prune` removes.
  *
  * @module
@@ -10,13 +10,13 @@ import { open, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { messageOf, PackRejectedError } from "../core/errors.ts";
 import type { PackHeader } from "../ccs/pack_format.ts";
-import { readPack } from "../ccs/pack_reader.ts";
+import { readPackEntries } from "../ccs/pack_reader.ts";
 import type { Catalog, JobRow } from "./catalog.ts";
 import { loadNative } from "./native.ts";
 import type { BlobStore } from "./storage.ts";
 
-/** What applying a pack did. */
-export interface ApplyResult {
+/** What applying one entry of a pack did. */
+export interface EntryResult {
   kind: PackHeader["kind"];
   path: string;
   newPath?: string;
@@ -24,6 +24,14 @@ export interface ApplyResult {
   version?: number;
   /** How many paths changed. */
   changed: number;
+}
+
+/**
+ * What applying a pack did: the first entry's result, `changed` summed over all entries,
+ * and every entry's result in pack order.
+ */
+export interface ApplyResult extends EntryResult {
+  entries: EntryResult[];
 }
 
 /** What applying needs. */
@@ -83,118 +91,135 @@ async function applyNow(
   packPath: string,
 ): Promise<ApplyResult> {
   const { catalog, blobs } = ctx;
-  const tmpId = randomBytes(12).toString("hex");
-  const body = join(blobs.tmpDir, `${tmpId}.body`);
-  const patched = join(blobs.tmpDir, `${tmpId}.new`);
+  const sha = await trailerOf(packPath);
+  const done = catalog.appliedPack(job.id, sha);
+  if (done !== undefined) return JSON.parse(done) as ApplyResult;
+  const native = await loadNative();
+  const tmpBase = join(blobs.tmpDir, randomBytes(12).toString("hex"));
+  const bodyOf = (i: number) => `${tmpBase}-${i}.body`;
+  const patchedOf = (i: number) => `${tmpBase}-${i}.new`;
+  const headers: PackHeader[] = [];
   try {
-    const header = await readPack(packPath, { bodyTo: body, maxBodySize: ctx.maxBodySize });
-    if (header.job !== job.job_key) {
+    headers.push(
+      ...await readPackEntries(packPath, {
+        bodyTo: (h, i) => (h.kind === "add" || h.kind === "update" ? bodyOf(i) : undefined),
+        maxBodySize: ctx.maxBodySize,
+        blake3: native.blake3,
+        sync: false, // putMany() below makes what is kept durable, all at once
+      }),
+    );
+    if (headers[0]!.job !== job.job_key) {
       throw new PackRejectedError(
-        `pack is for job ${JSON.stringify(header.job)}, not ${JSON.stringify(job.job_key)}`,
+        `pack is for job ${JSON.stringify(headers[0]!.job)}, not ${JSON.stringify(job.job_key)}`,
       );
     }
-    const sha = await trailerOf(packPath);
-    const done = catalog.appliedPack(job.id, sha);
-    if (done !== undefined) return JSON.parse(done) as ApplyResult;
-
-    const meta = {
-      path: header.path,
-      size: header.size,
-      mtimeNs: header.mtimeNs,
-      mode: header.mode,
-      hash: header.hash,
-    };
-    let result: ApplyResult;
-    switch (header.kind) {
-      case "add": {
-        await blobs.put(deviceId, header.hash, body);
-        result = catalog.tx(() => {
-          const version = catalog.putVersion(job.id, meta, catalog.now());
-          const r: ApplyResult = { kind: "add", path: header.path, version, changed: 1 };
-          catalog.recordPack(job.id, sha, JSON.stringify(r));
-          return r;
-        });
-        break;
+    // Contents first (verified, patched, durable), then one catalog transaction.
+    const contents: { hash: string; file: string }[] = [];
+    for (const [i, header] of headers.entries()) {
+      if (header.kind === "add") contents.push({ hash: header.hash, file: bodyOf(i) });
+      else if (header.kind === "update") {
+        await patchEntry(ctx, deviceId, job, header, bodyOf(i), patchedOf(i));
+        contents.push({ hash: header.hash, file: patchedOf(i) });
       }
-      case "update": {
-        const base = catalog.version(job.id, header.base!);
-        if (!base) {
-          throw new PackRejectedError(`base version ${header.base} does not exist in this job`);
-        }
-        if (header.baseHash !== undefined && header.baseHash !== base.hash) {
-          throw new PackRejectedError(
-            `base version ${header.base} has other content than the delta's base`,
-          );
-        }
-        const native = await loadNative();
-        const local = await blobs.localPath(deviceId, base.hash);
-        try {
-          await native.patch(local.path, body, patched, header.hash);
-        } catch (err) {
-          throw new PackRejectedError(`delta does not apply: ${messageOf(err)}`, { cause: err });
-        } finally {
-          await local.release();
-        }
-        if ((await stat(patched)).size !== header.size) {
-          throw new PackRejectedError("patched content has another size than the header says");
-        }
-        await blobs.put(deviceId, header.hash, patched);
-        result = catalog.tx(() => {
-          const version = catalog.putVersion(job.id, meta, catalog.now());
-          const r: ApplyResult = { kind: "update", path: header.path, version, changed: 1 };
-          catalog.recordPack(job.id, sha, JSON.stringify(r));
-          return r;
-        });
-        break;
-      }
-      case "move": {
-        const from = header.path;
-        const to = header.newPath!;
-        if (header.folder && (to === from || to.startsWith(from + "/"))) {
-          throw new PackRejectedError(`cannot move folder ${from} into itself`);
-        }
-        result = catalog.tx(() => {
-          const rows = catalog.currentUnder(job.id, from, header.folder === true);
-          if (rows.length === 0) {
-            throw new PackRejectedError(`nothing to move at ${JSON.stringify(from)}`);
-          }
-          const at = catalog.now();
-          let version: number | undefined;
-          for (const row of rows) {
-            catalog.endVersion(row.id, at, true);
-            const dest = header.folder ? to + row.path.slice(from.length) : to;
-            version = catalog.putVersion(job.id, {
-              path: dest,
-              size: row.size,
-              mtimeNs: row.mtime_ns,
-              mode: row.mode,
-              hash: row.hash,
-            }, at);
-          }
-          const r: ApplyResult = { kind: "move", path: from, newPath: to, changed: rows.length };
-          if (!header.folder) r.version = version;
-          catalog.recordPack(job.id, sha, JSON.stringify(r));
-          return r;
-        });
-        break;
-      }
-      case "delete": {
-        result = catalog.tx(() => {
-          const rows = catalog.currentUnder(job.id, header.path, header.folder === true);
-          const at = catalog.now();
-          for (const row of rows) catalog.endVersion(row.id, at, true);
-          const r: ApplyResult = { kind: "delete", path: header.path, changed: rows.length };
-          catalog.recordPack(job.id, sha, JSON.stringify(r));
-          return r;
-        });
-        break;
-      }
-      default:
-        throw new PackRejectedError("unknown pack kind");
     }
-    return result;
+    await blobs.putMany(deviceId, contents);
+    return catalog.tx(() => {
+      const at = catalog.now();
+      const entries = headers.map((h) => applyEntry(catalog, job, h, at));
+      const r: ApplyResult = {
+        ...entries[0]!,
+        changed: entries.reduce((n, e) => n + e.changed, 0),
+        entries,
+      };
+      catalog.recordPack(job.id, sha, JSON.stringify(r));
+      return r;
+    });
   } finally {
-    await rm(body, { force: true });
-    await rm(patched, { force: true });
+    for (let i = 0; i < Math.max(1, headers.length); i++) {
+      await rm(bodyOf(i), { force: true });
+      await rm(patchedOf(i), { force: true });
+    }
+  }
+}
+
+/** Rebuilds an update's content from its base and delta into `patched`. */
+async function patchEntry(
+  ctx: ApplyContext,
+  deviceId: number,
+  job: JobRow,
+  header: PackHeader,
+  delta: string,
+  patched: string,
+): Promise<void> {
+  const base = ctx.catalog.version(job.id, header.base!);
+  if (!base) {
+    throw new PackRejectedError(`base version ${header.base} does not exist in this job`);
+  }
+  if (header.baseHash !== undefined && header.baseHash !== base.hash) {
+    throw new PackRejectedError(
+      `base version ${header.base} has other content than the delta's base`,
+    );
+  }
+  const native = await loadNative();
+  const local = await ctx.blobs.localPath(deviceId, base.hash);
+  try {
+    await native.patch(local.path, delta, patched, header.hash);
+  } catch (err) {
+    throw new PackRejectedError(`delta does not apply: ${messageOf(err)}`, { cause: err });
+  } finally {
+    await local.release();
+  }
+  if ((await stat(patched)).size !== header.size) {
+    throw new PackRejectedError("patched content has another size than the header says");
+  }
+}
+
+/** Applies one entry to the catalog (inside the pack's transaction). */
+function applyEntry(catalog: Catalog, job: JobRow, header: PackHeader, at: number): EntryResult {
+  switch (header.kind) {
+    case "add":
+    case "update": {
+      const version = catalog.putVersion(job.id, {
+        path: header.path,
+        size: header.size,
+        mtimeNs: header.mtimeNs,
+        mode: header.mode,
+        hash: header.hash,
+      }, at);
+      return { kind: header.kind, path: header.path, version, changed: 1 };
+    }
+    case "move": {
+      const from = header.path;
+      const to = header.newPath!;
+      if (header.folder && (to === from || to.startsWith(from + "/"))) {
+        throw new PackRejectedError(`cannot move folder ${from} into itself`);
+      }
+      const rows = catalog.currentUnder(job.id, from, header.folder === true);
+      if (rows.length === 0) {
+        throw new PackRejectedError(`nothing to move at ${JSON.stringify(from)}`);
+      }
+      let version: number | undefined;
+      for (const row of rows) {
+        catalog.endVersion(row.id, at, true);
+        const dest = header.folder ? to + row.path.slice(from.length) : to;
+        version = catalog.putVersion(job.id, {
+          path: dest,
+          size: row.size,
+          mtimeNs: row.mtime_ns,
+          mode: row.mode,
+          hash: row.hash,
+        }, at);
+      }
+      const r: EntryResult = { kind: "move", path: from, newPath: to, changed: rows.length };
+      if (!header.folder) r.version = version;
+      return r;
+    }
+    case "delete": {
+      const rows = catalog.currentUnder(job.id, header.path, header.folder === true);
+      for (const row of rows) catalog.endVersion(row.id, at, true);
+      return { kind: "delete", path: header.path, changed: rows.length };
+    }
+    default:
+      throw new PackRejectedError("unknown pack kind");
   }
 }

@@ -7,7 +7,10 @@
 import type { NativeCore } from "../native/types.ts";
 
 /** The subset of the native core the network uses. */
-export type NetworkNative = Pick<NativeCore, "patch" | "signature" | "delta" | "blake3File">;
+export type NetworkNative = Pick<
+  NativeCore,
+  "patch" | "signature" | "delta" | "blake3File" | "blake3"
+>;
 
 let loaded: Promise<NetworkNative> | undefined;
 
@@ -29,6 +32,7 @@ export function loadNative(): Promise<NetworkNative> {
       signature: pick("signature"),
       delta: pick("delta"),
       blake3File: pick("blake3File"),
+      blake3: pick("blake3"),
     } as NetworkNative;
   })();
   return loaded;

@@ -25,6 +25,11 @@ export interface BlobStore {
    * already there, refreshes its age so a concurrent prune keeps it.
    */
   put(device: number, hash: string, file: string): Promise<void>;
+  /**
+   * {@link put} for many blobs at once, with one durability barrier for all of them (a
+   * pack of hundreds of small files must not cost hundreds of serial fsyncs).
+   */
+  putMany(device: number, blobs: readonly { hash: string; file: string }[]): Promise<void>;
   /** Reads a blob (or a range of it). */
   read(device: number, hash: string, range?: ByteRange): Readable;
   /** A local file path with the blob's content (for patching); call `release` when done. */

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { PackRejectedError } from "../../src/core/errors.ts";
-import { checkPackPath, type PackHeader } from "../../src/ccs/pack_format.ts";
+import { checkPackPath, PACK_FORMAT, type PackHeader } from "../../src/ccs/pack_format.ts";
 import { packAdd, packDelete, packMove, packUpdate, writePack } from "../../src/ccs/pack_writer.ts";
 import { readPack, readPackHeader } from "../../src/ccs/pack_reader.ts";
 import { blake3FileHex } from "../../src/ccs/pack_hash.ts";
@@ -24,7 +24,7 @@ async function* one(buf: Uint8Array) {
 
 function header(over: Partial<PackHeader>): PackHeader {
   return {
-    format: 1,
+    format: PACK_FORMAT,
     kind: "add",
     job: "7",
     path: "a.txt",
@@ -151,7 +151,7 @@ describe("pack writer and reader", () => {
     const hb = Buffer.from(JSON.stringify(header({ path: "/abs" })));
     const len = Buffer.alloc(4);
     len.writeUInt32BE(hb.length);
-    const buf = Buffer.concat([Buffer.from("CNCOPPK\u0001", "latin1"), len, hb, Buffer.alloc(36)]);
+    const buf = Buffer.concat([Buffer.from("CNCOPPK\u0002", "latin1"), len, hb, Buffer.alloc(36)]);
     await assert.rejects(readPack(one(buf)), /absolute/);
   });
 
