@@ -74,11 +74,15 @@ export interface RemoteVersion extends RemoteFile {
 
 /** What applying an uploaded pack did (see src/network/apply.ts). */
 export interface PackResult {
+  /** The first entry's kind, path, new path and version. */
   kind: "add" | "update" | "move" | "delete";
   path: string;
   newPath?: string;
   version?: number;
+  /** Paths changed by the whole pack. */
   changed: number;
+  /** Each entry's result, in pack order. */
+  entries: Omit<PackResult, "entries">[];
 }
 
 /** Result of {@link NetworkClient.uploadPack}. */
