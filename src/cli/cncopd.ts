@@ -2,8 +2,9 @@
  * `cncopd`: the cncop network server and its admin commands.
  *
  *     cncopd serve [--listen 127.0.0.1:8443] [--data DIR] [--tls-cert F --tls-key F]
+ *                  [--request-log PATH|-] [--upload-expiry AGE]
  *     cncopd device add NAME | device list | device revoke NAME
- *     cncopd check | cncopd prune [--grace SECONDS]
+ *     cncopd check | cncopd prune [--grace SECONDS] [--upload-expiry AGE]
  *
  * @module
  */
@@ -13,8 +14,10 @@ import { CncopError, UsageError } from "../core/errors.ts";
 import { newToken, tokenHash } from "../network/auth.ts";
 import { checkData } from "../network/check.ts";
 import { openDataDir } from "../network/data_dir.ts";
+import type { RequestLogTarget } from "../network/request_log.ts";
 import { prune } from "../network/retention.ts";
 import { startServer } from "../network/server.ts";
+import { parseAge, sweepUploads } from "../network/upload_sweep.ts";
 import { intOption, newCommand, parseCommand } from "./command.ts";
 
 function dataDirOf(opt: string | undefined): string {
@@ -28,6 +31,16 @@ function parseListen(s: string): { host: string; port: number } {
   }
   return { host: m[1] ?? m[2]!, port: Number(m[3]) };
 }
+
+function requestLogOf(opt: string | undefined, dataDir: string): RequestLogTarget {
+  if (opt === undefined) return { kind: "daily", dir: join(dataDir, "logs") };
+  if (opt === "-") return { kind: "off" };
+  if (opt === "") throw new UsageError("--request-log needs a file name, or - for none");
+  return { kind: "file", path: opt };
+}
+
+const ageHelp = "an age: 7d, 12h, 30m, 90s or plain seconds";
+const expiryHelp = `remove uploads nothing was appended to for this long (${ageHelp})`;
 
 /** Runs `cncopd`. */
 export async function main(argv: string[]): Promise<number> {
@@ -43,6 +56,16 @@ export async function main(argv: string[]): Promise<number> {
     .option("--tls-key <file>", "PEM private key of --tls-cert")
     .option("--max-pack <bytes>", "largest pack file accepted", intOption("--max-pack"))
     .option("--rate <n>", "requests per second per device", intOption("--rate"))
+    .option(
+      "--request-log <path|->",
+      "append one line per request (time, device, method, path, status, bytes in and out, ms) " +
+        "to this file instead of DATA/logs/requests-YYYY-MM-DD.log; - for no request log",
+    )
+    .option(
+      "--upload-expiry <age>",
+      `${expiryHelp} (default 7d); checked at start and hourly`,
+      (v: string) => parseAge("--upload-expiry", v),
+    )
     .action(
       (
         o: {
@@ -52,6 +75,8 @@ export async function main(argv: string[]): Promise<number> {
           tlsKey?: string;
           maxPack?: number;
           rate?: number;
+          requestLog?: string;
+          uploadExpiry?: number;
         },
       ) => {
         run = async () => {
@@ -59,8 +84,11 @@ export async function main(argv: string[]): Promise<number> {
             throw new UsageError("--tls-cert and --tls-key go together");
           }
           const { host, port } = parseListen(o.listen);
+          const dataDir = dataDirOf(o.data);
           const server = await startServer({
-            dataDir: dataDirOf(o.data),
+            dataDir,
+            requestLog: requestLogOf(o.requestLog, dataDir),
+            uploadExpiryMs: o.uploadExpiry,
             host,
             port,
             tlsCert: o.tlsCert,
@@ -164,7 +192,8 @@ export async function main(argv: string[]): Promise<number> {
       };
     });
 
-  cmd.command("prune").description("remove expired versions and unreferenced blobs")
+  cmd.command("prune")
+    .description("remove expired versions, unreferenced blobs and abandoned uploads")
     .option(dataOpt, dataHelp)
     .option(
       "--grace <seconds>",
@@ -172,13 +201,20 @@ export async function main(argv: string[]): Promise<number> {
       intOption("--grace"),
       3600,
     )
-    .action((o: { data?: string; grace: number }) => {
+    .option(
+      "--upload-expiry <age>",
+      `${expiryHelp} (default 7d)`,
+      (v: string) => parseAge("--upload-expiry", v),
+    )
+    .action((o: { data?: string; grace: number; uploadExpiry?: number }) => {
       run = async () => {
         const data = await openDataDir(dataDirOf(o.data));
         try {
+          const u = await sweepUploads(data.dir, data.catalog, { expiryMs: o.uploadExpiry });
           const r = await prune(data, { graceMs: o.grace * 1000 });
           process.stdout.write(
-            `pruned ${r.versions} versions, ${r.blobs} blobs (${r.bytes} bytes)\n`,
+            `pruned ${r.versions} versions, ${r.blobs} blobs (${r.bytes} bytes), ` +
+              `${u.uploads} abandoned uploads and ${u.orphans} stray part files (${u.bytes} bytes)\n`,
           );
           return 0;
         } finally {

@@ -387,6 +387,18 @@ export class Catalog {
       key,
     );
   }
+  /** Every upload still open (being sent, or abandoned by its client). */
+  openUploads(): UploadRow[] {
+    return this.#all("SELECT * FROM uploads WHERE state = 'open' ORDER BY job_id, upload_key");
+  }
+  /** Forgets an upload if it is still open (an expired one); false when it is not. */
+  expireUpload(jobId: number, key: string): boolean {
+    return this.#run(
+      "DELETE FROM uploads WHERE job_id = ? AND upload_key = ? AND state = 'open'",
+      jobId,
+      key,
+    ).changes > 0;
+  }
   /** Forgets finished uploads older than `before` (ms). */
   pruneUploads(before: number): number {
     return Number(

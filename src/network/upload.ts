@@ -46,6 +46,22 @@ export class Uploads {
     return join(this.#dir, String(job.id), `${id}.part`);
   }
 
+  /**
+   * Takes the upload `id` of catalog job `jobId` for exclusive work (the expiry sweep):
+   * false when a request is appending to it right now. Give it back with {@link release}.
+   */
+  claim(jobId: number, id: string): boolean {
+    const key = `${jobId}/${id}`;
+    if (this.#busy.has(key)) return false;
+    this.#busy.add(key);
+    return true;
+  }
+
+  /** Gives back an upload taken with {@link claim}. */
+  release(jobId: number, id: string): void {
+    this.#busy.delete(`${jobId}/${id}`);
+  }
+
   async #offset(job: JobRow, id: string): Promise<number> {
     try {
       return (await stat(this.#part(job, id))).size;
@@ -76,6 +92,9 @@ export class Uploads {
     }
     if (!existing) {
       await mkdir(join(this.#dir, String(job.id)), { recursive: true });
+      // A part file without an open row is garbage (e.g. left by an expiry racing an append):
+      // its bytes must never become the start of the new upload.
+      await rm(this.#part(job, id), { force: true });
       this.#ctx.catalog.createUpload(job.id, id, size);
     }
     return this.status(job, id);
