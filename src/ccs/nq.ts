@@ -34,6 +34,7 @@ import {
   walkOptionsFor,
 } from "./peek.ts";
 import { planPrune } from "./prune.ts";
+import { pruneSignatures } from "./signature_cache.ts";
 import { type NewItem, openWorkDb, Stage, type WorkDb } from "./work_queue.ts";
 
 /** Options of {@link runNq} (the command line). */
@@ -435,6 +436,15 @@ async function enqueueJob(
       `inode ${states.counts.inode}, read ${states.counts.read}) in ${secs(tPlan - tCloud)}`,
   );
   if (o.dryRun) return prune.blocked ? { error: `no deletes: ${prune.blocked}` } : {};
+
+  // Signature cache: forget signatures of content no job refers to any more (a cache only).
+  try {
+    const sp = pruneSignatures(ctx.paths.work, work.db);
+    if (sp.removed) log.info(`PEEK: ${sp.removed} unused signature(s) removed, ${sp.kept} kept`);
+  } catch (err) {
+    log.warn(`PEEK: the signature cache was not pruned: ${messageOf(err)}`);
+  }
+
   const total = items.length + planned.adds + planned.updates;
 
   // Phase 2: pack.

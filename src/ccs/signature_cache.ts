@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import type { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import { TransientError } from "../core/errors.ts";
 import { native } from "../native/mod.ts";
@@ -67,4 +68,84 @@ export async function baseSignature(
     if (err instanceof TransientError) throw err;
     return undefined;
   }
+}
+
+/** What {@link pruneSignatures} did. */
+export interface SignaturePrune {
+  kept: number;
+  removed: number;
+  /** Bytes of the removed signatures. */
+  bytes: number;
+}
+
+/** A fetch's temp file older than this belongs to a crashed process. */
+const STALE_TMP_MS = 86400_000;
+
+/**
+ * Removes the cached signatures of content that no job of `db` (work.db: every job of this
+ * home shares `sigs/`) still refers to: not the content of an uploaded file (`file_cache`),
+ * of a file in a job's last cloud peek (`cloud_files`), nor the content or the base of a
+ * queued item. A signature is only a cache: a delta whose base is gone fetches it again.
+ *
+ * The directory is listed before the database is read, in one read transaction: the
+ * dequeuer commits a file's `file_cache` row before it moves the signature into `sigs/`, so a
+ * signature listed here already has its row in what the query sees.
+ */
+export function pruneSignatures(
+  workDir: string,
+  db: DatabaseSync,
+  options: { now?: number } = {},
+): SignaturePrune {
+  const r: SignaturePrune = { kept: 0, removed: 0, bytes: 0 };
+  const dir = sigDir(workDir);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return r; // no cache yet
+  }
+  const now = options.now ?? Date.now();
+  const sigs = new Map<string, string>(); // hash -> file name
+  for (const n of names) {
+    if (n.endsWith(".sig")) sigs.set(n.slice(0, -".sig".length), n);
+    else if (n.includes(".sig.tmp-")) {
+      const st = lstatSync(join(dir, n), { throwIfNoEntry: false });
+      if (st && now - st.mtimeMs > STALE_TMP_MS) rmSync(join(dir, n), { force: true });
+    }
+  }
+  if (sigs.size === 0) return r;
+
+  if (db.isTransaction) throw new Error("pruneSignatures needs the work.db outside a transaction");
+  // A temp table and NOT IN (an ephemeral index per subquery): no hash set held in memory.
+  db.exec("CREATE TEMP TABLE IF NOT EXISTS sig_prune (hash TEXT PRIMARY KEY) WITHOUT ROWID");
+  let dead: string[];
+  db.exec("BEGIN");
+  try {
+    db.exec("DELETE FROM temp.sig_prune");
+    const ins = db.prepare("INSERT OR IGNORE INTO temp.sig_prune (hash) VALUES (?)");
+    for (const h of sigs.keys()) ins.run(h);
+    dead = (db.prepare(
+      `SELECT hash FROM temp.sig_prune
+       WHERE hash NOT IN (SELECT hash FROM main.file_cache)
+         AND hash NOT IN (SELECT hash FROM main.cloud_files)
+         AND hash NOT IN (SELECT hash FROM main.items)
+         AND hash NOT IN (SELECT base_hash FROM main.items WHERE base_hash IS NOT NULL)`,
+    ).all() as { hash: string }[]).map((x) => x.hash);
+    db.exec("DELETE FROM temp.sig_prune");
+    db.exec("COMMIT");
+  } catch (err) {
+    db.exec("ROLLBACK");
+    throw err;
+  }
+  for (const h of dead) {
+    const p = join(dir, sigs.get(h)!);
+    const st = lstatSync(p, { throwIfNoEntry: false });
+    rmSync(p, { force: true });
+    if (st) {
+      r.removed++;
+      r.bytes += st.size;
+    }
+  }
+  r.kept = sigs.size - dead.length;
+  return r;
 }

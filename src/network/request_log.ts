@@ -1,7 +1,7 @@
 /**
  * cncopd's request log: one line per HTTP request, appended to
- * `<data>/logs/requests-YYYY-MM-DD.log` (the UTC date the line is written), or to one file given with
- * `cncopd serve --request-log PATH`.
+ * `<data>/logs/requests-YYYY-MM-DD.log` (the UTC date the line is written), or to one file
+ * given with `cncopd serve --request-log PATH`.
  *
  *     2026-11-22T00:31:02.123Z dev1 PATCH /v1/jobs/7/uploads/ab12 200 1048700 245 12
  *
