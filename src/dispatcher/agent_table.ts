@@ -18,8 +18,14 @@ import { type Launch, selfLaunch } from "./self_exec.ts";
 
 /** How the dispatcher runs the agent of one job type. */
 export interface AgentSpec {
-  /** Programs started together with the same command line (CCS: enqueuer and dequeuer). */
+  /** Programs started together with the same command line (CCS: the enqueuer). */
   programs: readonly string[];
+  /**
+   * A program with the same command line started only when the work database has something
+   * for it to send (CCS: the dequeuer, once the enqueuer made a pack ready), so a run that
+   * changed nothing costs one process start, not two.
+   */
+  onDemand?: string;
   /** Arguments placed before the job's own agent arguments. */
   leadingArgs?: readonly string[];
   /** Platforms (`process.platform`) the agent exists on; all when absent. */
@@ -28,7 +34,7 @@ export interface AgentSpec {
 
 /** Job type -> agent. */
 export const agentTable: Record<JobType, AgentSpec> = {
-  CCS: { programs: ["backupagentnq", "backupagentdq"] },
+  CCS: { programs: ["backupagentnq"], onDemand: "backupagentdq" },
   CIFS: { programs: ["cifsagent"] },
   FTP: { programs: ["ftpagent"], leadingArgs: ["--type", "FTP"] },
   FTPS: { programs: ["ftpagent"], leadingArgs: ["--type", "FTPS"] },
@@ -84,7 +90,11 @@ export function findProgram(binDir: string, name: string, args: string[]): Launc
 
 /** The launches of `job`'s agent, or why there is none. */
 export type AgentPlan =
-  | { ok: true; launches: { name: string; launch: Launch }[] }
+  | {
+    ok: true;
+    launches: { name: string; launch: Launch }[];
+    onDemand?: { name: string; launch: Launch };
+  }
   | { ok: false; message: string };
 
 /** Plans the agent run of `job` on this platform. */
@@ -104,6 +114,12 @@ export function planAgent(binDir: string, job: Job, common: AgentCommonArgs): Ag
     const launch = findProgram(binDir, name, args);
     if (!launch) return unavailable(`${name} is neither in ${binDir} nor built in`);
     launches.push({ name, launch });
+  }
+  if (spec.onDemand) {
+    const name = spec.onDemand;
+    const launch = findProgram(binDir, name, args);
+    if (!launch) return unavailable(`${name} is neither in ${binDir} nor built in`);
+    return { ok: true, launches, onDemand: { name, launch } };
   }
   return { ok: true, launches };
 }

@@ -3,7 +3,6 @@
  *
  * @module
  */
-import nodemailer from "nodemailer";
 import type { CncopConfig } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 
@@ -88,6 +87,8 @@ export function formatJobMail(m: JobMail): { subject: string; text: string } {
  */
 export async function sendJobMail(config: CncopConfig, to: string[], m: JobMail): Promise<void> {
   const mail = config.mail;
+  // Loaded on first use: most dispatcher runs send no mail, and it is slow to load.
+  const { default: nodemailer } = await import("nodemailer");
   const transport = nodemailer.createTransport({
     host: mail.server,
     port: mail.port,

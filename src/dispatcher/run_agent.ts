@@ -3,8 +3,10 @@
  *
  * Exit status 0 is OK, 1 ERROR, 75 RE-RUN; anything else, a signal or a failure to start is
  * a catastrophic failure (no re-run; the stderr tail goes into the CA log). CCS starts the
- * enqueuer and the dequeuer together; the attempt's verdict combines both: catastrophic if
- * either crashed, else RE-RUN if either asks for it, else ERROR if either failed, else OK.
+ * enqueuer, and the dequeuer as soon as a pack of the job session is ready (so it uploads
+ * while the enqueuer packs; a run with nothing to send never starts it); the attempt's
+ * verdict combines both: catastrophic if either crashed, else RE-RUN if either asks for it,
+ * else ERROR if either failed, else OK.
  *
  * @module
  */
@@ -15,6 +17,8 @@ import type { AgentCommonArgs } from "./agent_table.ts";
 import { planAgent } from "./agent_table.ts";
 import { cancellableSleep, type Cancellation } from "./cancel.ts";
 import { type ChildOutcome, describeOutcome, runChild } from "./run_child.ts";
+import type { Launch } from "./self_exec.ts";
+import { SessionWork } from "./ccs_work.ts";
 
 /** The verdict of one agent attempt. */
 export type AttemptVerdict = "OK" | "ERROR" | "RERUN" | "CRASH" | "CANCELLED";
@@ -58,7 +62,12 @@ export interface RunAgentOptions {
   graceMs: number;
   /** First pause before a re-run; each later pause doubles, up to 5 minutes. */
   retryPauseMs: number;
+  /** The CCS work database (Spool/Work/work.db): when to start an on-demand program. */
+  workDb: string;
 }
+
+/** How often the dispatcher looks for ready packs while the enqueuer runs. */
+const POLL_MS = 100;
 
 /** The pause before re-run number `n` (1-based). */
 export function retryPause(baseMs: number, n: number): number {
@@ -81,17 +90,19 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentRunResult> {
     for (const { launch } of plan.launches) {
       o.log.info(`  ${[launch.file, ...launch.args].join(" ")}`);
     }
-    const outcomes = await Promise.all(plan.launches.map(({ name, launch }) =>
+    const start = (name: string, launch: Launch, env = o.env) =>
       runChild({
         launch,
-        env: o.env,
+        env,
         log: o.log,
         prefix: `[${name}] `,
         cancel: o.cancel,
         cancellable: true,
         graceMs: o.graceMs,
-      }).then((outcome) => ({ name, outcome }))
-    ));
+      }).then((outcome) => ({ name, outcome }));
+    const main = Promise.all(plan.launches.map(({ name, launch }) => start(name, launch)));
+    const extra = plan.onDemand ? onDemand(o, plan.onDemand, main, start) : [];
+    const outcomes = [...await main, ...await extra];
     const verdicts = outcomes.map(({ name, outcome }) => {
       const v = verdictOf(outcome);
       o.log.info(`${name} ended: ${describeOutcome(outcome)} -> ${v}`);
@@ -140,5 +151,57 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentRunResult> {
     if (o.cancel.cancelled) {
       return { result: "ERROR", attempts: attempt, cancelled: true, message: "cancelled" };
     }
+  }
+}
+
+type Started = Promise<{ name: string; outcome: ChildOutcome }>;
+
+/**
+ * Runs the on-demand program (the CCS dequeuer) of one attempt while `main` (the enqueuer)
+ * runs: started when a pack of this job session is ready, and once more after the enqueuer
+ * ended if packs are still ready and it had not started or ended OK before the enqueuer did
+ * (it may have sent an earlier attempt's packs before this enqueuer made its own). It
+ * gets CNCOP_DQ_GRACE_MS=0: the dispatcher does the waiting for the enqueuer, so a
+ * dequeuer started late must not wait for one to appear.
+ */
+async function onDemand(
+  o: RunAgentOptions,
+  od: { name: string; launch: Launch },
+  main: Promise<unknown>,
+  start: (name: string, launch: Launch, env: Record<string, string>) => Started,
+): Promise<{ name: string; outcome: ChildOutcome }[]> {
+  const session = o.env.CNCOP_JOB_SESSION ?? "";
+  const work = new SessionWork(o.workDb, o.job.id, session);
+  const env = { ...o.env, CNCOP_DQ_GRACE_MS: "0" };
+  const done: { name: string; outcome: ChildOutcome }[] = [];
+  let running: Started | undefined;
+  let mainEnded = false;
+  // A dequeuer that ended before the enqueuer did may have missed its last packs.
+  let endedEarly = false;
+  void main.finally(() => mainEnded = true);
+  const failed = () => done.some((d) => verdictOf(d.outcome) !== "OK");
+  try {
+    while (!mainEnded) {
+      if (done.length === 0 && !running && !o.cancel.cancelled && work.hasReady()) {
+        o.log.info(`${od.name}: packs are ready: starting it`);
+        running = start(od.name, od.launch, env);
+        void running.then((r) => {
+          done.push(r);
+          running = undefined;
+          endedEarly = !mainEnded;
+        });
+      }
+      await Promise.race([main, new Promise((r) => setTimeout(r, POLL_MS))]);
+    }
+    // Let a running dequeuer finish (its result is recorded by the handler above).
+    while (running) await running;
+    if ((done.length === 0 || endedEarly) && !failed() && !o.cancel.cancelled && work.hasReady()) {
+      o.log.info(`${od.name}: packs are still ready: starting it`);
+      done.push(await start(od.name, od.launch, env));
+    }
+    if (done.length === 0) o.log.info(`${od.name}: nothing to send; not started`);
+    return done;
+  } finally {
+    work.close();
   }
 }

@@ -9,7 +9,7 @@
  * @module
  */
 import { randomUUID } from "node:crypto";
-import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { closeSync, openSync, readSync, realpathSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { AppContext } from "../core/context.ts";
@@ -24,6 +24,7 @@ import { hookEnv, type HookKind, type HookResult, runHook, utf8Head } from "./ho
 import { sendJobMail } from "./mail.ts";
 import { runAgent } from "./run_agent.ts";
 import { describeOutcome, runChild } from "./run_child.ts";
+import type { Launch } from "./self_exec.ts";
 
 /** Timings and limits of a run; environment variables override them (for tests). */
 export interface RunTunables {
@@ -120,6 +121,7 @@ export async function runReporter(jr: JobRunContext): Promise<void> {
     return;
   }
   log.info("cncopreporter: submitting the reports in Spool/Messages");
+  if (isThisExecutable(launch)) return await reportInProcess(jr);
   const out = await runChild({
     launch,
     env: { CNCOP_HOME: ctx.paths.home },
@@ -136,6 +138,48 @@ export async function runReporter(jr: JobRunContext): Promise<void> {
       `cncopreporter ${describeOutcome(out)}: undelivered reports stay in Spool/Messages ` +
         "for the next run",
     );
+  }
+}
+
+/**
+ * Whether `launch` would only start this very program again (the built-in reporter, or a
+ * release's Bin/cncopreporter symlink to the executable): then it runs in this process,
+ * which saves a process start per job. A different Bin/cncopreporter is started.
+ */
+function isThisExecutable(launch: Launch): boolean {
+  if (launch.env.CNCOP_ARGV0 !== undefined) return true; // selfLaunch
+  try {
+    return realpathSync(launch.file) === realpathSync(process.execPath);
+  } catch {
+    return false;
+  }
+}
+
+/** cncopreporter inside the dispatcher, with the same time limit and log lines. */
+async function reportInProcess(jr: JobRunContext): Promise<void> {
+  const { log } = jr;
+  const { runReporter } = await import("../ccs/reporter.ts");
+  let stop = () => {};
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const limit = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve("timed out"), jr.tunables.reporterTimeoutMs);
+    stop = jr.cancel.listen(() => resolve("cancelled"));
+  });
+  try {
+    const r = await Promise.race([
+      runReporter(jr.ctx).then((x) => x.code, (err) => `failed: ${messageOf(err)}`),
+      limit,
+    ]);
+    if (r === 0) log.info("cncopreporter: done");
+    else {
+      log.warn(
+        `cncopreporter ${typeof r === "number" ? `exit status ${r}` : r}: undelivered ` +
+          "reports stay in Spool/Messages for the next run",
+      );
+    }
+  } finally {
+    clearTimeout(timer);
+    stop();
   }
 }
 
@@ -229,6 +273,7 @@ export async function runJob(jr: JobRunContext, job: Job): Promise<JobOutcome> {
         cancel,
         graceMs: jr.tunables.graceMs,
         retryPauseMs: jr.tunables.retryPauseMs,
+        workDb: join(ctx.paths.work, "work.db"),
       });
       result = agent.result;
       message = agent.message;

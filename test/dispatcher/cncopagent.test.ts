@@ -160,20 +160,33 @@ test("cncopagent: ERROR is not re-run; a crash or an odd status is catastrophic"
   assert.match(run.log, /\[rsyncagent stderr\] rsyncagent: segmentation fault coming/);
 });
 
-test("cncopagent starts the CCS enqueuer and dequeuer together", async () => {
+test("cncopagent starts the CCS dequeuer once a pack is ready, while the enqueuer runs", async () => {
   const h = testHome();
-  // Each waits until the other has started: run one after the other, both would give up.
   addJob(h, { title: "Cloud", type: "CCS" });
-  const peerArgs = (peer: string) =>
-    installAgentWithArgs(h, peer === "nq" ? "backupagentnq" : "backupagentdq", [
-      "--peer",
-      peer === "nq" ? "backupagentdq" : "backupagentnq",
-    ]);
-  peerArgs("nq");
-  peerArgs("dq");
+  // The enqueuer makes a pack ready, then waits until the dequeuer has started.
+  installAgentWithArgs(h, "backupagentnq", ["--ready-item", "--peer", "backupagentdq"]);
+  installAgentWithArgs(h, "backupagentdq", ["--take-ready"]);
   const run = await cncopagent(h, ["Cloud"]);
   assert.equal(run.status, 0, run.log);
-  assert.deepEqual(agentStarts(h).map((r) => r.name).sort(), ["backupagentdq", "backupagentnq"]);
+  assert.deepEqual(agentStarts(h).map((r) => r.name), ["backupagentnq", "backupagentdq"]);
+  const [nq, dq] = agentStarts(h);
+  assert.equal(dq!.session, nq!.session);
+  const own = ["--ready-item", "--peer", "backupagentdq", "--take-ready"];
+  const jobArgs = (r: typeof nq) => (r!.args as string[]).filter((a) => !own.includes(a));
+  assert.deepEqual(jobArgs(dq), jobArgs(nq));
+  assert.match(run.log, /backupagentdq: packs are ready: starting it/);
+  assert.equal(reports(h, "JF")[0]!.result, "OK");
+});
+
+test("cncopagent does not start the CCS dequeuer when nothing was queued", async () => {
+  const h = testHome();
+  addJob(h, { title: "Cloud", type: "CCS" });
+  installAgentWithArgs(h, "backupagentnq", []);
+  installAgentWithArgs(h, "backupagentdq", []);
+  const run = await cncopagent(h, ["Cloud"]);
+  assert.equal(run.status, 0, run.log);
+  assert.deepEqual(agentStarts(h).map((r) => r.name), ["backupagentnq"]);
+  assert.match(run.log, /backupagentdq: nothing to send; not started/);
   assert.equal(reports(h, "JF")[0]!.result, "OK");
 });
 
@@ -193,7 +206,8 @@ function installAgentWithArgs(h: ReturnType<typeof testHome>, name: string, extr
 test("cncopagent: CCS result is RE-RUN if either program asks, ERROR if either fails", async () => {
   const h = testHome();
   addJob(h, { title: "Cloud", type: "CCS", maxRetries: 1 });
-  installAgentWithArgs(h, "backupagentdq", ["--mode", "rerun:1"]);
+  installAgentWithArgs(h, "backupagentnq", ["--ready-item"]);
+  installAgentWithArgs(h, "backupagentdq", ["--mode", "rerun:1", "--take-ready"]);
   const run = await cncopagent(h, ["Cloud"]);
   assert.equal(run.status, 0, run.log);
   assert.equal(reports(h, "JF")[0]!.attempts, 2);

@@ -1,0 +1,51 @@
+/**
+ * What the dispatcher asks the CCS work database (`Spool/Work/work.db`) to decide whether
+ * the dequeuer has anything to do: a pack of this job session that is `ready`.
+ *
+ * Opened read-only and only once the file exists: the enqueuer creates and migrates it.
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+
+/** A read-only view of the work queue of one job session. */
+export class SessionWork {
+  #path: string;
+  #job: number;
+  #session: string;
+  #db?: DatabaseSync;
+  #ready?: StatementSync;
+
+  constructor(path: string, job: number, session: string) {
+    this.#path = path;
+    this.#job = job;
+    this.#session = session;
+  }
+
+  /** Whether an item of this job and session waits in state `ready`. */
+  hasReady(): boolean {
+    try {
+      if (!this.#ready) {
+        if (!existsSync(this.#path)) return false;
+        this.#db = new DatabaseSync(this.#path, { readOnly: true, timeout: 5000 });
+        this.#ready = this.#db.prepare(
+          "SELECT 1 AS x FROM items WHERE job = ? AND state = 'ready' AND session = ? LIMIT 1",
+        );
+      }
+      return this.#ready.get(this.#job, this.#session) !== undefined;
+    } catch {
+      // Not created or migrated yet (the enqueuer is at it): nothing ready.
+      this.close();
+      return false;
+    }
+  }
+
+  close(): void {
+    this.#ready = undefined;
+    try {
+      this.#db?.close();
+    } catch { /* already closed */ }
+    this.#db = undefined;
+  }
+}
