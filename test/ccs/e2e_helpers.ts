@@ -1,14 +1,13 @@
 /**
  * Shared set-up of the CCS end-to-end tests: an application home wired to a real cncopd, a
- * CCS job, the real programs as processes, and a loopback TCP proxy that counts the HTTP
- * requests reaching the server.
+ * CCS job, the real programs as processes, and what the server's request log says a program
+ * asked it.
  *
  * @module
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { openJobsDb } from "../../src/core/jobs_db.ts";
 import type { HomePaths } from "../../src/core/home.ts";
@@ -54,14 +53,15 @@ export async function ccsHome(
   source: string,
   job: { deleteCollar?: number; include?: string[] } = {},
   url: string = d.url,
-): Promise<{ home: HomePaths; jobId: number; token: string }> {
+): Promise<{ home: HomePaths; jobId: number; token: string; device: string }> {
   const home = tempHome();
-  const token = await d.addDevice(`dev-${process.pid}-${++devices}`);
+  const device = `dev-${process.pid}-${++devices}`;
+  const token = await d.addDevice(device);
   writeFileSync(home.configFile, `[network]\nurl = ${url}\ntoken = ${token}\n`);
   const db = openJobsDb(home.jobsDb);
   const j = db.add({ title: "docs", type: "CCS", source, ...job });
   db.close();
-  return { home, jobId: j.id, token };
+  return { home, jobId: j.id, token, device };
 }
 
 /** nq then dq for the job (as a user would run them by hand). */
@@ -101,40 +101,67 @@ export function packBytes(home: HomePaths): number {
   return n;
 }
 
-/** A TCP proxy on loopback in front of `target` that counts HTTP requests. */
-export async function countingProxy(targetPort: number): Promise<{
-  url: string;
-  requests: () => number;
-  close: () => Promise<void>;
-}> {
-  let requests = 0;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    sockets.add(client);
-    const upstream = connect(targetPort, "127.0.0.1");
-    sockets.add(upstream);
-    client.on("data", (d: Buffer) => {
-      // Counts request lines (a chunk holding a method at a line start).
-      requests += (d.toString("latin1").match(/(^|\r\n)(GET|POST|PUT|PATCH|DELETE) \/v1\//g) ??
-        []).length;
-    });
-    client.pipe(upstream).pipe(client);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on("error", end).on("close", end);
-    upstream.on("error", end).on("close", end);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as { port: number }).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests: () => requests,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
+/** The server's request log, every daily file, oldest first (docs/network-api.md). */
+export function requestLog(d: CncopdHandle): string[] {
+  const dir = join(d.dataDir, "logs");
+  const files = readdirSync(dir).filter((f) => /^requests-.*\.log$/.test(f)).sort();
+  return files.flatMap((f) => readFileSync(join(dir, f), "utf8").split("\n")).filter((l) => l);
+}
+
+let markers = 0;
+
+/** Asks the server for a path only this call uses and waits for its request log line. */
+async function mark(d: CncopdHandle, token: string): Promise<string> {
+  const path = `/v1/jobs/test-marker-${process.pid}-${++markers}`;
+  const r = await fetch(d.url + path, { headers: { authorization: `Bearer ${token}` } });
+  await r.text();
+  // The line is written once the answer is complete, which may be just after we read it.
+  for (let i = 0; i < 500; i++) {
+    const lines = requestLog(d);
+    const at = lines.findIndex((l) => l.split(" ")[3] === path);
+    if (at >= 0) return path;
+    await new Promise((res) => setTimeout(res, 10));
+  }
+  throw new Error(`${path} never reached the request log`);
+}
+
+/**
+ * The request log lines of `device` while `fn` ran: `fn` runs between two marker requests
+ * made with `token`, and every line of the device between the markers is returned.
+ */
+export async function requestsDuring(
+  d: CncopdHandle,
+  device: string,
+  token: string,
+  fn: () => Promise<void>,
+): Promise<string[]> {
+  const first = await mark(d, token);
+  await fn();
+  const last = await mark(d, token);
+  const lines = requestLog(d);
+  const from = lines.findIndex((l) => l.split(" ")[3] === first);
+  const to = lines.findIndex((l) => l.split(" ")[3] === last);
+  return lines.slice(from + 1, to).filter((l) => l.split(" ")[1] === device);
+}
+
+/**
+ * Writes `count` small files `name(i)` (relative to `root`, content `content(i)`), creating
+ * each directory once.
+ */
+export function writeFiles(
+  root: string,
+  count: number,
+  name: (i: number) => string,
+  content: (i: number) => string | Buffer,
+): void {
+  const made = new Set<string>();
+  for (let i = 0; i < count; i++) {
+    const p = join(root, name(i));
+    const dir = join(p, "..");
+    if (!made.has(dir)) {
+      mkdirSync(dir, { recursive: true });
+      made.add(dir);
+    }
+    writeFileSync(p, content(i));
+  }
 }

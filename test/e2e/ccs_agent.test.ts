@@ -9,12 +9,14 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  rmSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { acquireLock, appLockPath, jobLockPath } from "../../src/core/lock.ts";
+import { listReports } from "../../src/core/spool.ts";
 import { native } from "../../src/native/mod.ts";
 import { NetworkClient } from "../../src/network/client.ts";
 import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
@@ -207,4 +209,42 @@ test("file state goes into a fork by default and not with --nofork", async () =>
   const b = await ccsHome(d, src2);
   ok((await backup(b.home, b.jobId, ["--nofork"])).dq, "backup --nofork");
   assert.equal(native.forkRead(join(src2, "docs", "d1.md"), "cncop.state"), null);
+});
+
+test("a file that vanishes between peek and pack is a PACK-MISSING warning; --suppressmissing silences it", async () => {
+  const src = source();
+  const { home, jobId } = await ccsHome(d, src);
+  // The dry run's peek saves the source listing; --skippeeksource then packs from it, so a
+  // file removed in between vanished after the peek, every time.
+  ok(await cncop(home, ["backupagentnq", "-n", String(jobId)]), "nq -n");
+  rmSync(join(src, "docs", "d7.md"));
+  const nqLog = () =>
+    readFileSync(join(home.logs, readdirSync(home.logs).find((f) => /^NQ-/.test(f))!), "utf8");
+  const lastStats = () => {
+    const js = listReports(home.messages).filter((r) =>
+      r.report?.kind === "JS" && r.report.program === "backupagentnq"
+    );
+    return js[js.length - 1]!.report!.stats!;
+  };
+  ok(await cncop(home, ["backupagentnq", "--skippeeksource", String(jobId)]), "nq");
+  assert.match(nqLog(), /PACK-MISSING docs\/d7\.md: vanished before it was packed/);
+  assert.equal(lastStats().missing, 1);
+  const warnings = nqLog().match(/PACK-MISSING/g)!.length;
+
+  const r = await cncop(home, [
+    "backupagentnq",
+    "--skippeeksource",
+    "--suppressmissing",
+    String(jobId),
+  ]);
+  ok(r, "nq --suppressmissing");
+  assert.equal(lastStats().missing, 1, "still counted");
+  assert.equal(nqLog().match(/PACK-MISSING/g)!.length, warnings, "no new PACK-MISSING line");
+  assert.doesNotMatch(r.stderr, /PACK-MISSING/);
+
+  // A real peek sees the file is gone; the backup then completes without it.
+  ok((await backup(home, jobId)).dq, "backup");
+  const out = join(tempDir(), "out");
+  ok(await cncop(home, ["cncoprestore", String(jobId), "--to", out]), "restore");
+  assert.deepEqual(treeDigest(out), treeDigest(src));
 });
