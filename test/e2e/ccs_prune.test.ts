@@ -1,6 +1,6 @@
 /**
- * End to end: cloud deletes under the delete collar, and no deletes for a missing source.
- * The collar is 150 here instead of the default 1500 (same code path, a tenth of the files).
+ * End to end: cloud deletes under the delete collar (the default, 1500), and no deletes for
+ * a missing source. At the issue's size: 2,000 files deleted.
  */
 import assert from "node:assert/strict";
 import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -11,7 +11,7 @@ import type { HomePaths } from "../../src/core/home.ts";
 import { NetworkClient } from "../../src/network/client.ts";
 import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
 import { tempDir } from "../helpers/tmp.ts";
-import { backup, ccsHome } from "../ccs/e2e_helpers.ts";
+import { backup, ccsHome, writeFiles } from "../ccs/e2e_helpers.ts";
 
 let d: CncopdHandle;
 before(async () => {
@@ -38,8 +38,7 @@ function lastNqStats(home: HomePaths): Record<string, number> {
 
 function tree(n: number): string {
   const src = join(tempDir(), "src");
-  mkdirSync(join(src, "d"), { recursive: true });
-  for (let i = 0; i < n; i++) writeFileSync(join(src, "d", `f${i}`), `${i}`);
+  writeFiles(src, n, (i) => join("d", `s${i % 20}`, `f${i}`), (i) => `${i}`);
   writeFileSync(join(src, "keep.txt"), "keep");
   return src;
 }
@@ -48,35 +47,39 @@ function ok(r: { status: number | null; stderr: string }, what: string) {
   assert.equal(r.status, 0, `${what} failed: ${r.stderr}`);
 }
 
-test("deletes stop at the collar, the rest are pending and go on the next run", async () => {
-  const src = tree(200);
-  const { home, jobId, token } = await ccsHome(d, src, { deleteCollar: 150 });
+test("2,000 deleted: 1,500 go (the default collar), 500 pending go next run", async () => {
+  const src = tree(2000);
+  const { home, jobId, token } = await ccsHome(d, src);
   const r = await backup(home, jobId);
   ok(r.nq, "nq");
   ok(r.dq, "dq");
-  assert.equal(await cloudCount(token, jobId), 201);
+  assert.equal(await cloudCount(token, jobId), 2001);
   rmSync(join(src, "d"), { recursive: true });
   const r1 = await backup(home, jobId);
   ok(r1.nq, "nq");
   ok(r1.dq, "dq");
-  assert.equal(await cloudCount(token, jobId), 51);
-  assert.equal(lastNqStats(home).pendingDeletes, 50);
+  assert.equal(await cloudCount(token, jobId), 501);
+  assert.equal(lastNqStats(home).queuedDeletes, 1500);
+  assert.equal(lastNqStats(home).pendingDeletes, 500);
   const r2 = await backup(home, jobId);
   ok(r2.nq, "nq");
   ok(r2.dq, "dq");
   assert.equal(await cloudCount(token, jobId), 1);
+  assert.equal(lastNqStats(home).queuedDeletes, 500);
   assert.equal(lastNqStats(home).pendingDeletes, 0);
 });
 
-test("--nomaxdelete deletes everything at once", async () => {
-  const src = tree(200);
-  const { home, jobId, token } = await ccsHome(d, src, { deleteCollar: 150 });
+test("--nomaxdelete deletes all 2,000 at once", async () => {
+  const src = tree(2000);
+  const { home, jobId, token } = await ccsHome(d, src);
   ok((await backup(home, jobId)).dq, "dq");
   rmSync(join(src, "d"), { recursive: true });
   const r = await backup(home, jobId, ["--nomaxdelete"]);
   ok(r.nq, "nq");
   ok(r.dq, "dq");
   assert.equal(await cloudCount(token, jobId), 1);
+  assert.equal(lastNqStats(home).queuedDeletes, 2000);
+  assert.equal(lastNqStats(home).pendingDeletes, 0);
 });
 
 test("a missing or emptied source root deletes nothing and reports an error", async () => {
