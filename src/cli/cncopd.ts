@@ -2,7 +2,7 @@
  * `cncopd`: the cncop network server and its admin commands.
  *
  *     cncopd serve [--listen 127.0.0.1:8443] [--data DIR] [--tls-cert F --tls-key F]
- *                  [--request-log PATH|-] [--upload-expiry AGE]
+ *                  [--request-log PATH|-] [--request-log-days N] [--upload-expiry AGE]
  *     cncopd device add NAME | device list | device revoke NAME
  *     cncopd check | cncopd prune [--grace SECONDS] [--upload-expiry AGE]
  *
@@ -62,6 +62,11 @@ export async function main(argv: string[]): Promise<number> {
         "to this file instead of DATA/logs/requests-YYYY-MM-DD.log; - for no request log",
     )
     .option(
+      "--request-log-days <n>",
+      "days of daily request logs kept (default 90; 0 keeps all)",
+      intOption("--request-log-days"),
+    )
+    .option(
       "--upload-expiry <age>",
       `${expiryHelp} (default 7d); checked at start and hourly`,
       (v: string) => parseAge("--upload-expiry", v),
@@ -76,6 +81,7 @@ export async function main(argv: string[]): Promise<number> {
           maxPack?: number;
           rate?: number;
           requestLog?: string;
+          requestLogDays?: number;
           uploadExpiry?: number;
         },
       ) => {
@@ -88,6 +94,7 @@ export async function main(argv: string[]): Promise<number> {
           const server = await startServer({
             dataDir,
             requestLog: requestLogOf(o.requestLog, dataDir),
+            requestLogDays: o.requestLogDays,
             uploadExpiryMs: o.uploadExpiry,
             host,
             port,

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { join } from "node:path";
@@ -70,6 +70,33 @@ export type RequestLogTarget =
 /** The daily file of `dir` for the UTC date of `at`. */
 export function dailyLogPath(dir: string, at: number): string {
   return join(dir, `requests-${new Date(at).toISOString().slice(0, 10)}.log`);
+}
+
+/** The default number of days of daily request logs kept. */
+export const DEFAULT_REQUEST_LOG_DAYS = 90;
+
+/**
+ * Removes the daily request logs of `dir` whose date is more than `days` days before the
+ * date of `now` (0 keeps them all). Returns how many were removed.
+ */
+export function removeOldRequestLogs(dir: string, days: number, now = Date.now()): number {
+  if (days <= 0) return 0;
+  const oldest = new Date(now - days * 86400_000).toISOString().slice(0, 10);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  let n = 0;
+  for (const f of names) {
+    const m = /^requests-(\d{4}-\d{2}-\d{2})\.log$/.exec(f);
+    if (m && m[1]! < oldest) {
+      rmSync(join(dir, f), { force: true });
+      n++;
+    }
+  }
+  return n;
 }
 
 /** Appends request lines to the target's file, switching daily files at UTC midnight. */

@@ -14,7 +14,13 @@ import { Authenticator } from "./auth.ts";
 import type { DeviceRow } from "./catalog.ts";
 import { type DataDir, openDataDir } from "./data_dir.ts";
 import { HttpError, sendJson } from "./http_util.ts";
-import { RequestLog, type RequestLogTarget, watchRequest } from "./request_log.ts";
+import {
+  DEFAULT_REQUEST_LOG_DAYS,
+  removeOldRequestLogs,
+  RequestLog,
+  type RequestLogTarget,
+  watchRequest,
+} from "./request_log.ts";
 import { route, type RouteContext } from "./routes.ts";
 import { Uploads } from "./upload.ts";
 import {
@@ -43,6 +49,8 @@ export interface ServerOptions {
   log?: (line: string) => void;
   /** The request log. @default daily files in `<dataDir>/logs/` */
   requestLog?: RequestLogTarget;
+  /** Days of daily request logs kept (0: all). @default 90 */
+  requestLogDays?: number;
   /** Age after which an untouched upload is removed. @default 7 days */
   uploadExpiryMs?: number;
   /** How often to look for expired uploads (also once at start). @default 1 hour */
@@ -84,10 +92,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     maxChunk: o.maxChunkBytes ?? 16 * 1024 * 1024,
   });
   const ctx: RouteContext = { catalog: data.catalog, blobs: data.blobs, auth, uploads };
+  const logTarget: RequestLogTarget = o.requestLog ??
+    { kind: "daily", dir: join(o.dataDir, "logs") };
   let requestLog: RequestLog;
   try {
     requestLog = new RequestLog(
-      o.requestLog ?? { kind: "daily", dir: join(o.dataDir, "logs") },
+      logTarget,
       (err) => log(`cncopd: cannot write the request log: ${messageOf(err)}`),
     );
   } catch (err) {
@@ -95,15 +105,19 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     throw new Error(`cannot open the request log: ${messageOf(err)}`, { cause: err });
   }
 
-  // Abandoned uploads: swept now and then periodically; one sweep at a time.
+  // Abandoned uploads and old daily request logs: swept now and then periodically; one
+  // sweep at a time.
   let sweeping: Promise<unknown> = Promise.resolve();
   const sweep = () => {
-    const run = sweeping.then(() =>
-      sweepUploads(o.dataDir, data.catalog, {
+    const run = sweeping.then(() => {
+      if (logTarget.kind === "daily") {
+        removeOldRequestLogs(logTarget.dir, o.requestLogDays ?? DEFAULT_REQUEST_LOG_DAYS);
+      }
+      return sweepUploads(o.dataDir, data.catalog, {
         expiryMs: o.uploadExpiryMs ?? DEFAULT_UPLOAD_EXPIRY_MS,
         claims: uploads,
-      })
-    );
+      });
+    });
     sweeping = run.then((r) => {
       if (r.uploads || r.orphans) {
         log(

@@ -4,10 +4,14 @@
  * off. Real cncopd processes on loopback.
  */
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { formatRequestLine, loggedPath } from "../../src/network/request_log.ts";
+import {
+  formatRequestLine,
+  loggedPath,
+  removeOldRequestLogs,
+} from "../../src/network/request_log.ts";
 import { startCncopd } from "../helpers/cncopd.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
@@ -141,4 +145,27 @@ test("the logged path is percent-encoded, bounded and has no query", () => {
     durationMs: 1.6,
   });
   assert.equal(line, "1970-01-01T00:00:00.000Z - GET /v1/whoami 401 10 20 2");
+});
+
+test("daily request logs older than --request-log-days (default 90) go at start", async () => {
+  const dataDir = join(tempDir(), "data");
+  const logs = join(dataDir, "logs");
+  mkdirSync(logs, { recursive: true });
+  const day = (ago: number) => new Date(Date.now() - ago * 86400_000).toISOString().slice(0, 10);
+  for (const ago of [200, 91, 89, 1]) writeFileSync(join(logs, `requests-${day(ago)}.log`), "x\n");
+  writeFileSync(join(logs, "notes.txt"), "not a request log");
+  const d = await startCncopd({ dataDir });
+  try {
+    const left = readdirSync(logs).sort();
+    assert.ok(
+      !left.includes(`requests-${day(200)}.log`) && !left.includes(`requests-${day(91)}.log`),
+    );
+    assert.ok(left.includes(`requests-${day(89)}.log`) && left.includes(`requests-${day(1)}.log`));
+    assert.ok(left.includes("notes.txt"));
+  } finally {
+    await d.cleanup();
+  }
+  assert.equal(removeOldRequestLogs(logs, 0), 0, "0 keeps every log");
+  assert.equal(removeOldRequestLogs(logs, 30), 1);
+  assert.equal(removeOldRequestLogs(join(logs, "none"), 30), 0);
 });
