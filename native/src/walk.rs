@@ -5,7 +5,8 @@
 //! channel. Directory listings (readdir + fstatat + readlink + stat of every entry) run on
 //! the rayon pool: a worker that lists a directory starts the listings of its real
 //! subdirectories right away, so the pool runs ahead of the walker on all cores, while a
-//! budget (PREFETCH_BUDGET listings) bounds memory. Symlinked directories are listed on
+//! budget of PREFETCH_ENTRIES listed entries (not listings: a listing of 100k entries weighs
+//! what 100k listings of one do) bounds memory. Symlinked directories are listed on
 //! demand by the walker, which knows the ancestors and so the loops. The portable twin is
 //! src/native/portable/walk.ts.
 
@@ -172,6 +173,25 @@ struct Pending {
     budget: Option<Arc<AtomicIsize>>,
 }
 
+/// The entries a listing holds, charged against the prefetch budget until its children
+/// have been turned into the walker's (much smaller) plans.
+struct Charge {
+    budget: Arc<AtomicIsize>,
+    n: isize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.fetch_add(self.n, Ordering::Relaxed);
+    }
+}
+
+/// A directory's children, sorted, with their budget charge.
+struct Listed {
+    children: Vec<Child>,
+    charge: Charge,
+}
+
 impl Pending {
     fn recv(self) -> Listing {
         self.rx
@@ -194,14 +214,15 @@ struct Prefetch {
     exclude: Option<Arc<GlobSet>>,
     /// Root device, when not crossing filesystems.
     one_fs_dev: Option<u64>,
-    /// Listings that may be started ahead and not yet consumed.
+    /// Entries (plus one per started listing) that may be listed ahead and not yet consumed.
     budget: Arc<AtomicIsize>,
 }
 
-/// How many directory listings may run ahead of the walker.
-const PREFETCH_BUDGET: isize = 4096;
+/// How many entries may be listed ahead of the walker: a few hundred bytes each, so about
+/// 10 MB, enough to keep every core listing.
+const PREFETCH_ENTRIES: isize = 32768;
 
-type Listing = io::Result<Vec<Child>>;
+type Listing = io::Result<Listed>;
 
 fn list_dir(dir: &Path, rel: &str, ctx: &Arc<Prefetch>) -> Listing {
     let mut out = Vec::new();
@@ -234,6 +255,12 @@ fn list_dir(dir: &Path, rel: &str, ctx: &Arc<Prefetch>) -> Listing {
         });
     }
     out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    let n = out.len() as isize;
+    ctx.budget.fetch_sub(n, Ordering::Relaxed);
+    let charge = Charge {
+        budget: ctx.budget.clone(),
+        n,
+    };
     // Start the listings of real subdirectories the walker will enter (symlinked ones are
     // left to the walker, which knows the ancestors and so the loops).
     for c in &mut out {
@@ -258,7 +285,10 @@ fn list_dir(dir: &Path, rel: &str, ctx: &Arc<Prefetch>) -> Listing {
         }
         c.prefetched = Some(spawn_list(dir.join(&c.os_name), crel, ctx, true));
     }
-    Ok(out)
+    Ok(Listed {
+        children: out,
+        charge,
+    })
 }
 
 fn spawn_list(dir: PathBuf, rel: String, ctx: &Arc<Prefetch>, budgeted: bool) -> Pending {
@@ -329,10 +359,11 @@ impl Walker {
         &mut self,
         dir_abs: &Path,
         dir_rel: &str,
-        children: Vec<Child>,
+        listed: Listed,
         ancestors: &mut Vec<(u64, u64)>,
         parent_included: bool,
     ) -> Result<(), Closed> {
+        let Listed { children, charge } = listed;
         let mut plans: Vec<Plan> = Vec::with_capacity(children.len());
         for c in children {
             let rel = if dir_rel.is_empty() {
@@ -401,6 +432,8 @@ impl Walker {
                 dev_ino: di,
             });
         }
+        // The children are plans now: their listing no longer counts against the budget.
+        drop(charge);
         for p in plans {
             let mut e = p.entry;
             let show = p.included || self.opts.report_excluded;
@@ -462,7 +495,7 @@ pub fn start(root: &Path, opts: Options) -> Result<Walk, String> {
         follow: opts.follow_links && !opts.skip_links,
         exclude: exclude.clone(),
         one_fs_dev: opts.one_file_system.then_some(root_dev),
-        budget: Arc::new(AtomicIsize::new(PREFETCH_BUDGET)),
+        budget: Arc::new(AtomicIsize::new(PREFETCH_ENTRIES)),
     });
     let children = list_dir(root, "", &ctx)
         .map_err(|e| format!("walk: {}: {}", root.display(), error_text(&e)))?;

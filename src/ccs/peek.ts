@@ -61,19 +61,58 @@ export interface ScanSummary {
   newestNs: bigint;
   /** The entry with that mtime ("" for the root). */
   newestPath?: string;
+  /** Digest of the files' permission bits (see {@link ModeDigest}). */
+  modes: string;
 }
 
 function emptySummary(): ScanSummary {
-  return { files: 0, dirs: 0, bytes: 0, errors: 0, excluded: 0, entries: 0, newestNs: 0n };
+  return {
+    files: 0,
+    dirs: 0,
+    bytes: 0,
+    errors: 0,
+    excluded: 0,
+    entries: 0,
+    newestNs: 0n,
+    modes: "",
+  };
+}
+
+/**
+ * An order-independent digest of (inode, permission bits) over the files of a walk: a chmod
+ * changes neither size nor mtime, only ctime (which the skip test cannot use: writing a
+ * fork changes it), so the skip state keeps this too. Two 32-bit sums, arithmetic only.
+ */
+export class ModeDigest {
+  #a = 0;
+  #b = 0;
+  add(ino: bigint, mode: number): void {
+    const lo = Number(BigInt.asUintN(32, ino));
+    const m = mode & 0o7777;
+    this.#a = (this.#a + Math.imul(lo ^ (m << 20), 0x9e3779b1)) >>> 0;
+    this.#b = (this.#b + Math.imul((lo + Math.imul(m + 1, 0x85ebca6b)) | 0, 0xc2b2ae35)) >>> 0;
+  }
+  toString(): string {
+    return `${this.#a.toString(16)}.${this.#b.toString(16)}`;
+  }
 }
 
 /**
  * Walks `root` for the newest last-write time only (no database, no hashing): what the
- * skip-when-unchanged test needs. The root directory itself counts.
+ * skip-when-unchanged test needs. The root directory itself counts. With `stopAfterNs`, the
+ * walk stops at the first error or the first entry newer than that (the run peeks anyway,
+ * and walks again): the summary is then partial, with `stopped` set.
  */
-export async function quickScan(root: string, options: WalkOptions): Promise<ScanSummary> {
-  const s = emptySummary();
+export async function quickScan(
+  root: string,
+  options: WalkOptions,
+  stopAfterNs?: bigint,
+): Promise<ScanSummary & { stopped?: boolean }> {
+  const s: ScanSummary & { stopped?: boolean } = emptySummary();
   s.newestNs = BigInt(statSync(root, { bigint: true }).mtimeNs);
+  const stop = () => stopAfterNs !== undefined && (s.errors > 0 || s.newestNs > stopAfterNs);
+  if (stop()) return { ...s, stopped: true };
+  const modes = new ModeDigest();
   for await (const batch of native.walk(root, { ...options, reportExcluded: false })) {
     for (const e of batch) {
       if (e.kind === "error") {
@@ -84,6 +123,7 @@ export async function quickScan(root: string, options: WalkOptions): Promise<Sca
       if (e.kind === "file") {
         s.files++;
         s.bytes += e.size;
+        modes.add(e.ino, e.mode);
       } else s.dirs++;
       s.entries++;
       if (e.mtimeNs > s.newestNs) {
@@ -91,7 +131,10 @@ export async function quickScan(root: string, options: WalkOptions): Promise<Sca
         s.newestPath = e.path;
       }
     }
+    // Leaving the loop ends the walk (the native walk stops listing).
+    if (stop()) return { ...s, stopped: true };
   }
+  s.modes = modes.toString();
   return s;
 }
 
@@ -110,6 +153,7 @@ export async function scanSource(
   const s = emptySummary();
   s.newestNs = BigInt(statSync(root, { bigint: true }).mtimeNs);
   work.tx(() => work.clearLocal(job));
+  const modes = new ModeDigest();
   for await (const batch of native.walk(root, options)) {
     const files: LocalFile[] = [];
     for (const e of batch) {
@@ -132,6 +176,7 @@ export async function scanSource(
       }
       s.files++;
       s.bytes += e.size;
+      modes.add(e.ino, e.mode);
       files.push({
         path: e.path,
         size: e.size,
@@ -143,6 +188,7 @@ export async function scanSource(
     }
     if (files.length) work.tx(() => work.putLocal(job, files));
   }
+  s.modes = modes.toString();
   return s;
 }
 
@@ -176,22 +222,22 @@ export class PeekXmlWriter {
   }
 }
 
-/** Turns the network's listing into cloud rows, teeing them to XML writers. */
+/** Turns the network's listing batches into cloud rows, teeing them to XML writers. */
 export async function* cloudRows(
-  listing: AsyncIterable<RemoteFile>,
+  listing: AsyncIterable<RemoteFile[]>,
   writers: PeekXmlWriter[],
-): AsyncIterable<CloudFile> {
-  for await (const r of listing) {
-    const f: CloudFile = {
+): AsyncIterable<CloudFile[]> {
+  for await (const batch of listing) {
+    const rows = batch.map((r): CloudFile => ({
       path: r.path,
       size: r.size,
       mtimeNs: String(r.mtimeNs),
       mode: r.mode,
       hash: r.hash,
       version: r.version,
-    };
-    for (const w of writers) w.add(f);
-    yield f;
+    }));
+    for (const w of writers) for (const f of rows) w.add(f);
+    yield rows;
   }
 }
 
@@ -202,7 +248,7 @@ export type AddRow = LocalFile;
 export interface DiffCounts {
   /** Local files the cloud does not have. */
   adds: number;
-  /** Files whose size or mtime differ from the cloud's. */
+  /** Files whose size, mtime or permission bits differ from the cloud's. */
   changed: number;
   /** Cloud files gone locally. */
   deletes: number;
@@ -214,7 +260,8 @@ export function diffCounts(work: WorkDb, job: number): DiffCounts {
   const r = work.stmt(
     `SELECT count(*) AS total,
             sum(c.path IS NULL) AS adds,
-            sum(c.path IS NOT NULL AND (c.size != l.size OR c.mtime_ns != l.mtime_ns)) AS changed
+            sum(c.path IS NOT NULL AND (c.size != l.size OR c.mtime_ns != l.mtime_ns
+              OR c.mode != l.mode)) AS changed
      FROM local_files l LEFT JOIN cloud_files c ON c.job = l.job AND c.path = l.path
      WHERE l.job = ?`,
   ).get(job) as { total: number; adds: number | null; changed: number | null };
@@ -257,7 +304,8 @@ export function addCandidates(work: WorkDb, job: number, sizes: Iterable<number>
 /**
  * Plans (inside the caller's transaction) an ADD for every local file the cloud lacks,
  * except the paths in `taken` (already a move target or an update), and an UPDATE against
- * the cloud's version for every file whose size or mtime differ. Straight from SQL to SQL:
+ * the cloud's version for every file whose size, mtime or permission bits differ (a chmod
+ * alone gives a delta of nothing but the new mode in its header). Straight from SQL to SQL:
  * a first backup of a million files never holds them in memory.
  */
 export function planContent(
@@ -277,7 +325,7 @@ export function planContent(
      SELECT l.job, ?, 'UPDATE', 2, 'planned', l.path, l.size, l.mtime_ns, l.mode, l.ino, l.dev,
        '', c.version, c.hash, ?
      FROM local_files l JOIN cloud_files c ON c.job = l.job AND c.path = l.path
-     WHERE l.job = ? AND (c.size != l.size OR c.mtime_ns != l.mtime_ns)
+     WHERE l.job = ? AND (c.size != l.size OR c.mtime_ns != l.mtime_ns OR c.mode != l.mode)
      ORDER BY l.path`,
   ).run(session, now, job).changes;
   const adds = work.stmt(

@@ -92,6 +92,8 @@ export interface JobPeekState {
   entries: number;
   /** Source, filters and link options the state was taken with. */
   fingerprint: string;
+  /** Digest of the files' permission bits (ModeDigest in peek.ts). */
+  modes: string;
   updated: string;
 }
 
@@ -154,7 +156,8 @@ const schema = [
    ) WITHOUT ROWID`,
   `CREATE TABLE job_state (
      job INTEGER PRIMARY KEY, newest_ns TEXT NOT NULL, entries INTEGER NOT NULL,
-     fingerprint TEXT NOT NULL, updated TEXT NOT NULL, cloud_saved INTEGER NOT NULL DEFAULT 0
+     fingerprint TEXT NOT NULL, updated TEXT NOT NULL, cloud_saved INTEGER NOT NULL DEFAULT 0,
+     modes TEXT NOT NULL DEFAULT ''
    )`,
   `CREATE TABLE runs (
      session TEXT NOT NULL, job INTEGER NOT NULL, pid INTEGER NOT NULL, ppid INTEGER NOT NULL,
@@ -477,8 +480,11 @@ export class WorkDb {
 
   // ---- listings ----
 
-  /** Replaces the saved cloud listing of `job` with the files `rows` yields. */
-  async saveCloud(job: number, rows: AsyncIterable<CloudFile>, batch = 5000): Promise<number> {
+  /**
+   * Replaces the saved cloud listing of `job` with the files `batches` yields, one
+   * transaction per batch (the listing is never whole in memory).
+   */
+  async saveCloud(job: number, batches: AsyncIterable<CloudFile[]>): Promise<number> {
     this.tx(() => this.stmt("DELETE FROM cloud_files WHERE job = ?").run(job));
     this.stmt("UPDATE job_state SET cloud_saved = 0 WHERE job = ?").run(job);
     const ins = this.stmt(
@@ -486,20 +492,12 @@ export class WorkDb {
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
     );
     let n = 0;
-    let buf: CloudFile[] = [];
-    const flush = () => {
-      const b = buf;
-      buf = [];
+    for await (const b of batches) {
       this.tx(() => {
         for (const f of b) ins.run(job, f.path, f.size, f.mtimeNs, f.mode, f.hash, f.version);
       });
-    };
-    for await (const f of rows) {
-      buf.push(f);
-      n++;
-      if (buf.length >= batch) flush();
+      n += b.length;
     }
-    flush();
     this.stmt(
       `INSERT INTO job_state (job, newest_ns, entries, fingerprint, updated, cloud_saved)
        VALUES (?, '', 0, '', ?, 1)
@@ -555,24 +553,29 @@ export class WorkDb {
   /** The skip-when-unchanged state of `job`, if a clean full peek recorded one. */
   peekState(job: number): JobPeekState | undefined {
     const r = this.stmt("SELECT * FROM job_state WHERE job = ?").get(job) as
-      | { newest_ns: string; entries: number; fingerprint: string; updated: string }
+      | { newest_ns: string; entries: number; fingerprint: string; modes: string; updated: string }
       | undefined;
     if (!r || r.newest_ns === "") return undefined;
     return {
       newestNs: r.newest_ns,
       entries: r.entries,
       fingerprint: r.fingerprint,
+      modes: r.modes,
       updated: r.updated,
     };
   }
 
   /** Records the state of a clean full peek. */
-  setPeekState(job: number, s: Omit<JobPeekState, "updated">): void {
+  setPeekState(
+    job: number,
+    s: Omit<JobPeekState, "updated" | "modes"> & { modes?: string },
+  ): void {
     this.stmt(
-      `INSERT INTO job_state (job, newest_ns, entries, fingerprint, updated) VALUES (?, ?, ?, ?, ?)
+      `INSERT INTO job_state (job, newest_ns, entries, fingerprint, modes, updated)
+       VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (job) DO UPDATE SET newest_ns = excluded.newest_ns, entries = excluded.entries,
-         fingerprint = excluded.fingerprint, updated = excluded.updated`,
-    ).run(job, s.newestNs, s.entries, s.fingerprint, new Date().toISOString());
+         fingerprint = excluded.fingerprint, modes = excluded.modes, updated = excluded.updated`,
+    ).run(job, s.newestNs, s.entries, s.fingerprint, s.modes ?? "", new Date().toISOString());
   }
 
   /** Forgets the skip state: the next run of `job` does a full peek. */
@@ -647,6 +650,23 @@ function fromCache(r: unknown): CachedFile {
   };
 }
 
+/** Adds a column a work.db of an earlier version lacks (a no-op when it has it). */
+function addColumn(db: DatabaseSync, table: string, column: string, type: string): void {
+  const has = () =>
+    (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).some((c) =>
+      c.name === column
+    );
+  if (has()) return;
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    if (!has()) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+    db.exec("COMMIT");
+  } catch (err) {
+    db.exec("ROLLBACK");
+    throw err;
+  }
+}
+
 /**
  * Opens (creating if needed) the work database at `path`.
  *
@@ -677,5 +697,6 @@ export function openWorkDb(path: string): WorkDb {
       throw err;
     }
   }
+  addColumn(db, "job_state", "modes", "TEXT NOT NULL DEFAULT ''");
   return new WorkDb(db, path);
 }

@@ -263,6 +263,42 @@ export class Catalog {
       after = rows[rows.length - 1]!.path;
     }
   }
+  /**
+   * The listing of {@link tree} as NDJSON text (the fields of the network's file listing),
+   * one string per page of `page` lines, built by SQLite: a million-file listing makes a
+   * thousand strings in JS, not a million row objects, which kept cncopd near 250 MB.
+   */
+  *treeNdjson(
+    jobId: number,
+    options: { prefix?: string; at?: number; page?: number } = {},
+  ): Iterable<{ text: string; last: string; lines: number }> {
+    const params: SQLInputValue[] = [jobId];
+    let where = "job_id = ?";
+    if (options.at === undefined) where += ` AND ${CURRENT}`;
+    else {
+      where += " AND created_at <= ? AND (ended_at IS NULL OR ended_at > ?)";
+      params.push(options.at, options.at);
+    }
+    if (options.prefix) {
+      const p = options.prefix.replace(/\/+$/, "");
+      where += " AND (path = ? OR substr(path, 1, ?) = ?)";
+      params.push(p, p.length + 1, p + "/");
+    }
+    const page = options.page ?? 2000;
+    const stmt = this.db.prepare(
+      `SELECT count(*) AS lines, max(path) AS last,
+         group_concat(json_object('path', path, 'size', size, 'mtimeNs', mtime_ns,
+           'mode', mode, 'hash', hash, 'version', id, 'created', created_at) || char(10), '') AS text
+       FROM (SELECT * FROM versions WHERE ${where} AND path > ? ORDER BY path LIMIT ${page})`,
+    );
+    let after = "";
+    for (;;) {
+      const r = stmt.get(...params, after) as { lines: number; last: string | null; text: string };
+      if (r.lines > 0) yield { text: r.text, last: r.last!, lines: r.lines };
+      if (r.lines < page) return;
+      after = r.last!;
+    }
+  }
   /** Every version of a path, newest first. */
   versionsOf(jobId: number, path: string): VersionRow[] {
     return this.#all(

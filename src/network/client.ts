@@ -17,7 +17,6 @@ import { open } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
 import { Readable } from "node:stream";
-import { createInterface } from "node:readline";
 import {
   ConfigError,
   errnoCode,
@@ -326,6 +325,18 @@ export class NetworkClient {
     job: string,
     options: { prefix?: string; at?: number | Date } = {},
   ): AsyncIterable<RemoteFile> {
+    for await (const batch of this.peekBatches(job, options)) yield* batch;
+  }
+
+  /**
+   * {@link peek} in batches: the files of each chunk the network sent, so a consumer of a
+   * million-file listing handles a few hundred arrays instead of a million awaited items,
+   * and reads no further ahead than it consumes.
+   */
+  async *peekBatches(
+    job: string,
+    options: { prefix?: string; at?: number | Date } = {},
+  ): AsyncIterable<RemoteFile[]> {
     const q = new URLSearchParams();
     if (options.prefix) q.set("prefix", options.prefix);
     if (options.at !== undefined) q.set("at", String(+options.at));
@@ -336,16 +347,34 @@ export class NetworkClient {
       return;
     }
     if (a.status !== 200) throw this.#error(spec, a.status, await readAll(a.res));
+    let rest = "";
     try {
-      for await (const line of createInterface({ input: a.res, crlfDelay: Infinity })) {
-        if (line) yield JSON.parse(line) as RemoteFile;
+      a.res.setEncoding("utf8");
+      for await (const chunk of a.res as AsyncIterable<string>) {
+        const text = rest + chunk;
+        const cut = text.lastIndexOf("\n");
+        if (cut < 0) {
+          rest = text;
+          continue;
+        }
+        rest = text.slice(cut + 1);
+        const batch: RemoteFile[] = [];
+        let from = 0;
+        while (from < cut) {
+          const nl = text.indexOf("\n", from);
+          if (nl > from) batch.push(JSON.parse(text.slice(from, nl)) as RemoteFile);
+          from = nl + 1;
+        }
+        if (batch.length) yield batch;
       }
     } catch (err) {
       throw new TransientError(`the listing of job ${job} was cut off: ${messageOf(err)}`, {
         cause: err,
       });
     }
-    if (!a.res.complete) throw new TransientError(`the listing of job ${job} was cut off`);
+    if (!a.res.complete || rest.trim() !== "") {
+      throw new TransientError(`the listing of job ${job} was cut off`);
+    }
   }
 
   /** Every version of a path, newest first. */

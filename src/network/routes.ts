@@ -14,7 +14,7 @@ import { createReadStream } from "node:fs";
 import type { Authenticator } from "./auth.ts";
 import type { Catalog, DeviceRow, JobRow, VersionRow } from "./catalog.ts";
 import type { BlobStore, ByteRange } from "./storage.ts";
-import { HttpError, readJson, sendJson, writeLine } from "./http_util.ts";
+import { HttpError, readJson, sendJson } from "./http_util.ts";
 import type { Uploads } from "./upload.ts";
 import { loadNative } from "./native.ts";
 import { acceptReport } from "./reports.ts";
@@ -165,6 +165,22 @@ export async function route(
   throw new HttpError(404, "not found");
 }
 
+/** Waits until `res` can take more, or fails when the client went away. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      res.off("close", closed);
+      resolve();
+    };
+    const closed = () => {
+      res.off("drain", done);
+      reject(new Error("client went away"));
+    };
+    res.once("drain", done);
+    res.once("close", closed);
+  });
+}
+
 async function listFiles(
   ctx: RouteContext,
   job: JobRow,
@@ -175,7 +191,9 @@ async function listFiles(
   // A fixed point in time keeps the listing consistent while packs are applied meanwhile.
   const at = parseAt(url.searchParams.get("at")) ?? ctx.catalog.now();
   res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
-  for (const v of ctx.catalog.tree(job.id, { prefix, at })) await writeLine(res, versionJson(v));
+  for (const page of ctx.catalog.treeNdjson(job.id, { prefix, at })) {
+    if (!res.write(page.text)) await drained(res);
+  }
   res.end();
 }
 

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
-import { addCandidates, diffCounts, goneFiles, planContent } from "../../src/ccs/peek.ts";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import {
+  addCandidates,
+  diffCounts,
+  goneFiles,
+  planContent,
+  quickScan,
+} from "../../src/ccs/peek.ts";
 import { openWorkDb } from "../../src/ccs/work_queue.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
@@ -22,8 +29,9 @@ const cloud = (path: string, size: number, mtimeNs = "1", version = 1) => ({
   version,
 });
 
-async function* rows<T>(xs: T[]): AsyncIterable<T> {
-  for (const x of xs) yield x;
+// In batches of two, as the network's listing arrives in chunks.
+async function* rows<T>(xs: T[]): AsyncIterable<T[]> {
+  for (let i = 0; i < xs.length; i += 2) yield xs.slice(i, i + 2);
 }
 
 test("diffCounts(), goneFiles(), addCandidates() and planContent() split the listings", async () => {
@@ -58,4 +66,36 @@ test("diffCounts(), goneFiles(), addCandidates() and planContent() split the lis
   assert.equal(items[0]!.baseVersion, 4);
   assert.equal(items[0]!.baseHash, "h-grown");
   w.close();
+});
+
+test("a file whose permission bits alone changed is an UPDATE (chmod keeps size and mtime)", async () => {
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  w.tx(() => w.putLocal(1, [{ ...local("script.sh", 5), mode: 0o755 }, local("same", 5)]));
+  await w.saveCloud(1, rows([cloud("same", 5), cloud("script.sh", 5, "1", 3)]));
+  assert.deepEqual(diffCounts(w, 1), { adds: 0, changed: 1, deletes: 0, unchanged: 1 });
+  w.db.exec("BEGIN");
+  assert.deepEqual(planContent(w, 1, "s", []), { adds: 0, updates: 1 });
+  w.db.exec("COMMIT");
+  const [u] = w.items(1);
+  assert.equal(u!.kind, "UPDATE");
+  assert.equal(u!.mode, 0o755);
+  assert.equal(u!.baseVersion, 3);
+  w.close();
+});
+
+test("quickScan(): a chmod changes the mode digest; a newer entry stops the walk early", async () => {
+  const root = tempDir();
+  mkdirSync(join(root, "a"));
+  writeFileSync(join(root, "a", "x"), "x");
+  writeFileSync(join(root, "y"), "y");
+  const before = await quickScan(root, {});
+  assert.equal(before.files, 2);
+  assert.equal((await quickScan(root, {})).modes, before.modes, "stable");
+  chmodSync(join(root, "a", "x"), 0o700);
+  const after = await quickScan(root, {});
+  assert.notEqual(after.modes, before.modes);
+  assert.equal(after.newestNs, before.newestNs, "a chmod leaves the mtimes alone");
+  assert.equal(after.stopped, undefined);
+  const early = await quickScan(root, {}, before.newestNs - 1n);
+  assert.equal(early.stopped, true);
 });

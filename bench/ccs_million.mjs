@@ -1,0 +1,182 @@
+#!/usr/bin/env node
+// Peak memory of the CCS enqueuer's peek on a tree of a million files (target: no cncop
+// process above 200 MB). Generates the tree (100 x 100 directories of 100 small files),
+// then runs `backupagentnq -n` (a dry run: walk, cloud listing, diff, plan, rolled back)
+// against a local cncopd twice: with an empty cloud (a first backup plans 1M ADDs) and with
+// a cloud whose catalog holds every file (seeded straight into catalog.db, so the peek
+// streams a 1M-entry listing and finds nothing changed). Peak RSS of backupagentnq comes
+// from GNU time (%M), cncopd's from /proc (VmHWM). Never part of the tests.
+//
+//   node_modules/.bin/node bench/ccs_million.mjs [--dir DIR] [--files N] [--keep]
+//
+// The tree is kept in DIR/tree between runs (it takes a minute or two to create).
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { $, fs, os, path } from "zx";
+
+$.verbose = false;
+const args = process.argv.slice(2);
+const arg = (name, def) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : def;
+};
+const repo = path.join(path.dirname(fileURLToPath(import.meta.url)), "..");
+const main = path.join(repo, "src", "cli", "main.ts");
+const node = process.execPath;
+const work = arg("--dir", path.join(os.tmpdir(), "cncop-bench-million"));
+const want = Number(arg("--files", "1000000"));
+if ((await $`command -v /usr/bin/time`.nothrow()).exitCode !== 0) {
+  console.error("/usr/bin/time missing: apt-get install time");
+  process.exit(1);
+}
+
+// ---- the tree: d000..d099/s00..s99/f000..f099 (fewer top directories for --files < 1M)
+const tree = path.join(work, "tree");
+const marker = path.join(work, `tree-${want}.done`);
+if (!(await fs.pathExists(marker))) {
+  await fs.rm(work, { recursive: true, force: true });
+  console.log(`creating ${want} files in ${tree} ...`);
+  const t = Date.now();
+  let n = 0;
+  outer: for (let d = 0; d < 1000; d++) {
+    for (let s = 0; s < 100; s++) {
+      const dir = path.join(
+        tree,
+        `d${String(d).padStart(3, "0")}`,
+        `s${String(s).padStart(2, "0")}`,
+      );
+      fs.mkdirSync(dir, { recursive: true });
+      for (let f = 0; f < 100; f++) {
+        if (n >= want) break outer;
+        fs.writeFileSync(path.join(dir, `f${String(f).padStart(3, "0")}.txt`), `file ${n}\n`);
+        n++;
+      }
+    }
+  }
+  await fs.writeFile(marker, String(n));
+  console.log(`${n} files in ${((Date.now() - t) / 1000).toFixed(0)} s`);
+}
+for (const d of ["home", "cncopd"]) {
+  await fs.rm(path.join(work, d), { recursive: true, force: true });
+}
+
+// ---- a home, a cncopd, one CCS job
+const home = path.join(work, "home");
+const data = path.join(work, "cncopd");
+const env = { ...process.env, CNCOP_HOME: home };
+const cncop = (a) => $({ env })`${node} ${main} ${a}`;
+await cncop(["init", home]);
+const token = (await cncop(["cncopd", "device", "add", "bench", "--data", data])).stdout.trim();
+await cncop(["cncopjobs", "add", "--title", "million", "--type", "ccs", "--source", tree]);
+
+async function startServer() {
+  const server = spawn(node, [main, "cncopd", "serve", "--listen", "127.0.0.1:0", "--data", data], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url = await new Promise((resolve, reject) => {
+    createInterface({ input: server.stdout }).on("line", (l) => {
+      const m = /listening on (\S+)/.exec(l);
+      if (m) resolve(m[1]);
+    });
+    server.once("exit", (c) => reject(new Error(`cncopd exited ${c}`)));
+  });
+  await fs.writeFile(
+    path.join(home, "Config", "cncop3.ini"),
+    `[network]\nurl = ${url}\ntoken = ${token}\n`,
+  );
+  return server;
+}
+const hwmMb = (pid) => {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : NaN;
+};
+
+/** backupagentnq -n under GNU time: wall seconds, peak RSS (MB) and its PEEK log line. */
+async function dryRun() {
+  const t = Date.now();
+  const r = await $({
+    env,
+    nothrow: true,
+  })`/usr/bin/time -f ${"%M"} ${node} ${main} backupagentnq -n million`;
+  const secs = (Date.now() - t) / 1000;
+  if (r.exitCode !== 0) throw new Error(`backupagentnq -n failed: ${r.stderr}`);
+  const lines = r.stderr.trim().split("\n");
+  const logDir = path.join(home, "Logs");
+  const logs = (await fs.readdir(logDir)).filter((f) => f.startsWith("NQ-")).sort();
+  const log = await fs.readFile(path.join(logDir, logs[logs.length - 1]), "utf8");
+  const peek = log.split("\n").filter((l) => l.includes("PEEK: ")).pop() ?? "";
+  return { secs, rssMb: Number(lines[lines.length - 1]) / 1024, peek };
+}
+
+const results = [];
+let server = await startServer();
+try {
+  console.log("backupagentnq -n, empty cloud ...");
+  const a = await dryRun();
+  results.push({
+    what: "empty cloud (plans every file as ADD)",
+    ...a,
+    serverMb: hwmMb(server.pid),
+  });
+  console.log(`  ${a.secs.toFixed(1)} s, ${a.rssMb.toFixed(0)} MB\n  ${a.peek}`);
+
+  // Seed the catalog with every file, as if a first backup had sent them (cncopd stopped).
+  server.kill("SIGTERM");
+  await new Promise((r) => server.once("exit", r));
+  console.log("seeding the catalog ...");
+  const t = Date.now();
+  const { Catalog } = await import(path.join(repo, "src", "network", "catalog.ts"));
+  const { native } = await import(path.join(repo, "src", "native", "mod.ts"));
+  const cat = new Catalog(path.join(data, "catalog.db"));
+  const dev = cat.deviceByName("bench");
+  const job = cat.ensureJob(dev.id, "1");
+  const at = Date.now();
+  let seeded = 0;
+  const ins = cat.db.prepare(
+    `INSERT INTO versions (job_id, path, size, mtime_ns, mode, hash, created_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?)`,
+  );
+  for await (const batch of native.walk(tree, {})) {
+    cat.tx(() => {
+      for (const e of batch) {
+        if (e.kind !== "file") continue;
+        ins.run(job.id, e.path, e.size, String(e.mtimeNs), e.mode & 0o7777, "0".repeat(64), at);
+        seeded++;
+      }
+    });
+  }
+  cat.close();
+  console.log(`  ${seeded} versions in ${((Date.now() - t) / 1000).toFixed(0)} s`);
+  server = await startServer();
+  console.log("backupagentnq -n, full cloud ...");
+  const b = await dryRun();
+  results.push({
+    what: "full cloud (1M-entry listing, nothing changed)",
+    ...b,
+    serverMb: hwmMb(server.pid),
+  });
+  console.log(`  ${b.secs.toFixed(1)} s, ${b.rssMb.toFixed(0)} MB\n  ${b.peek}`);
+} finally {
+  server.kill("SIGTERM");
+}
+
+const files = Number(await fs.readFile(marker, "utf8"));
+console.log(
+  `\n${files} files; load average ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}\n` +
+    "| backupagentnq -n | time | peak RSS nq | peak RSS cncopd | target |\n| --- | --- | --- | --- | --- |",
+);
+for (const r of results) {
+  const peak = Math.max(r.rssMb, r.serverMb);
+  console.log(
+    `| ${r.what} | ${r.secs.toFixed(1)} s | ${r.rssMb.toFixed(0)} MB | ${
+      r.serverMb.toFixed(0)
+    } MB | ${peak <= 200 ? "met" : "missed"} (<= 200 MB) |`,
+  );
+}
+if (!args.includes("--keep")) {
+  for (const d of ["home", "cncopd"]) {
+    await fs.rm(path.join(work, d), { recursive: true, force: true });
+  }
+}
