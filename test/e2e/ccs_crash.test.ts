@@ -37,13 +37,14 @@ test("network down during dq: exit 75, packs kept; the next run completes", asyn
   for (let i = 0; i < 30; i++) writeFileSync(join(src, `f${i}`), Buffer.alloc(1000 + i, i));
   const { home, jobId } = await ccsHome(d, src);
   ok(await cncop(home, ["backupagentnq", String(jobId)], fast), "nq");
+  // However the 30 files are packed, the packs stay until the network applied them.
   const packs = readdirSync(home.work).filter((f) => f.endsWith(".pack")).length;
-  assert.equal(packs, 30);
+  assert.ok(packs > 0);
   await d.stop();
   try {
     const dq = await cncop(home, ["backupagentdq", String(jobId)], fast);
     assert.equal(dq.status, 75, dq.stderr);
-    assert.equal(readdirSync(home.work).filter((f) => f.endsWith(".pack")).length, 30);
+    assert.equal(readdirSync(home.work).filter((f) => f.endsWith(".pack")).length, packs);
   } finally {
     await d.restart();
   }
