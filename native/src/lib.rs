@@ -4,7 +4,9 @@
 
 #![deny(clippy::all)]
 
+pub mod compress;
 pub mod delta;
+pub mod durable;
 pub mod fork;
 pub mod hash;
 pub mod lock;
@@ -40,6 +42,21 @@ pub fn xxh3(data: Uint8Array) -> String {
     hash::xxh3_hex(&data)
 }
 
+/// One zstd frame of `data` at `level` (a per-thread context is reused).
+#[napi]
+pub fn zstd_compress(data: Uint8Array, level: i32) -> Result<Buffer> {
+    compress::compress(&data, level).map(Buffer::from).map_err(err)
+}
+
+/// Decompresses zstd `data` into at most `maxSize` bytes, with a window of at most
+/// 2^`windowLogMax`; larger output or corrupt input throws.
+#[napi]
+pub fn zstd_decompress(data: Uint8Array, max_size: u32, window_log_max: u32) -> Result<Buffer> {
+    compress::decompress(&data, max_size as usize, window_log_max)
+        .map(Buffer::from)
+        .map_err(err)
+}
+
 /// BLAKE3-256 of a buffer, 64 lowercase hex digits.
 #[napi]
 pub fn blake3(data: Uint8Array) -> String {
@@ -66,6 +83,28 @@ impl Task for HashFileTask {
     fn resolve(&mut self, _env: Env, out: String) -> Result<String> {
         Ok(out)
     }
+}
+
+pub struct SyncFsTask {
+    path: String,
+}
+
+impl Task for SyncFsTask {
+    type Output = bool;
+    type JsValue = bool;
+    fn compute(&mut self) -> Result<bool> {
+        durable::sync_fs(self.path.as_ref()).map_err(|e| path_err("syncfs", &self.path, e))
+    }
+    fn resolve(&mut self, _env: Env, out: bool) -> Result<bool> {
+        Ok(out)
+    }
+}
+
+/// Flushes the whole file system holding `path` (Linux `syncfs`); false where the platform
+/// has no such call.
+#[napi(ts_return_type = "Promise<boolean>")]
+pub fn sync_fs(path: String) -> AsyncTask<SyncFsTask> {
+    AsyncTask::new(SyncFsTask { path })
 }
 
 /// xxh3-128 of a file's content, 32 lowercase hex digits.

@@ -86,8 +86,10 @@ export async function enqueuerActive(
   return Date.now() - startedAt < graceMs;
 }
 
+/** One pack on its way, with the items it carries. */
 interface Flight {
-  item: WorkItem;
+  pack: string;
+  items: WorkItem[];
   upload?: ChunkedUpload;
   result?: PackResult;
   error?: string;
@@ -95,7 +97,10 @@ interface Flight {
 
 /** Counts of a dequeuer run. */
 export interface DqStats {
+  /** Packs applied. */
   uploaded: number;
+  /** Items (files, moves, deletes) those packs carried. */
+  items: number;
   sentBytes: number;
   resumed: number;
   rejected: number;
@@ -109,7 +114,13 @@ async function sendBatch(
   lanes: number,
   stats: DqStats,
 ): Promise<{ done: Flight[]; rejected: Flight[]; transient?: TransientError }> {
-  const queue: Flight[] = batch.map((item) => ({ item }));
+  const byPack = new Map<string, Flight>();
+  for (const item of batch) {
+    const f = byPack.get(item.pack!) ?? { pack: item.pack!, items: [] };
+    f.items.push(item);
+    byPack.set(item.pack!, f);
+  }
+  const queue: Flight[] = [...byPack.values()];
   const done: Flight[] = [];
   const rejected: Flight[] = [];
   let transient: TransientError | undefined;
@@ -118,7 +129,7 @@ async function sendBatch(
       const f = queue.shift()!;
       try {
         if (!f.upload) {
-          f.upload = await beginUpload(client, jobKey, f.item.pack!);
+          f.upload = await beginUpload(client, jobKey, f.pack);
           if (f.upload.resumedFrom > 0) stats.resumed++;
         }
         await sendChunk(client, f.upload, chunkSize);
@@ -145,6 +156,17 @@ async function sendBatch(
   return { done, rejected, transient };
 }
 
+/** The version each item of an applied pack got, from the entries' results. */
+function versionsOf(f: Flight): Map<number, number | null> {
+  const byKey = new Map<string, number | undefined>();
+  for (const e of f.result?.entries ?? (f.result ? [f.result] : [])) {
+    byKey.set(`${e.kind}:${e.path}`, e.version);
+  }
+  return new Map(
+    f.items.map((i) => [i.id, byKey.get(`${i.kind.toLowerCase()}:${i.path}`) ?? null]),
+  );
+}
+
 /** Records a sent batch: caches, then removes items, then (after the commit) their packs. */
 function recordBatch(
   work: WorkDb,
@@ -155,34 +177,43 @@ function recordBatch(
   log: Logger,
 ): void {
   work.tx(() => {
-    for (const { item, result } of done) {
-      if (item.kind === "ADD" || item.kind === "UPDATE") {
-        work.putCached(job, {
-          path: item.path,
-          size: item.size,
-          mtimeNs: item.mtimeNs,
-          ino: item.ino,
-          dev: item.dev,
-          hash: item.hash,
-          version: result?.version ?? null,
-        });
-      } else if (item.kind === "MOVE") {
-        work.moveCached(job, item.path, item.newPath!, item.folder);
-      } else work.dropCached(job, item.path);
+    for (const f of done) {
+      const versions = versionsOf(f);
+      for (const item of f.items) {
+        if (item.kind === "ADD" || item.kind === "UPDATE") {
+          work.putCached(job, {
+            path: item.path,
+            size: item.size,
+            mtimeNs: item.mtimeNs,
+            ino: item.ino,
+            dev: item.dev,
+            hash: item.hash,
+            version: versions.get(item.id) ?? null,
+          });
+        } else if (item.kind === "MOVE") {
+          work.moveCached(job, item.path, item.newPath!, item.folder);
+        } else work.dropCached(job, item.path);
+      }
+      work.removeItems(f.items.map((i) => i.id));
     }
-    work.removeItems(done.map((f) => f.item.id));
-    for (const f of rejected) work.fail(f.item.id, f.error ?? "rejected");
+    for (const f of rejected) {
+      for (const item of f.items) work.fail(item.id, f.error ?? "rejected");
+    }
     if (rejected.length) work.invalidatePeekState(job);
   });
-  for (const { item } of done) {
-    if (item.sig) storeSignature(workDir, item.sig, item.hash);
-    if (item.pack) rmSync(item.pack, { force: true });
-    log.debug(`SENT ${item.kind} ${item.path}${item.newPath ? ` -> ${item.newPath}` : ""}`);
+  for (const f of done) {
+    for (const item of f.items) {
+      if (item.sig) storeSignature(workDir, item.sig, item.hash);
+      log.debug(`SENT ${item.kind} ${item.path}${item.newPath ? ` -> ${item.newPath}` : ""}`);
+    }
+    rmSync(f.pack, { force: true });
   }
-  for (const { item, error } of rejected) {
-    log.error(`REJECTED ${item.kind} ${item.path}: ${error}`);
-    if (item.pack) rmSync(item.pack, { force: true });
-    if (item.sig) rmSync(item.sig, { force: true });
+  for (const f of rejected) {
+    for (const item of f.items) {
+      log.error(`REJECTED ${item.kind} ${item.path}: ${f.error}`);
+      if (item.sig) rmSync(item.sig, { force: true });
+    }
+    rmSync(f.pack, { force: true });
   }
 }
 
@@ -210,7 +241,7 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
     let worst: number = ExitCode.ok;
     for (const job of jobs) {
       const jobKey = String(job.id);
-      const stats: DqStats = { uploaded: 0, sentBytes: 0, resumed: 0, rejected: 0 };
+      const stats: DqStats = { uploaded: 0, items: 0, sentBytes: 0, resumed: 0, rejected: 0 };
       const t0 = Date.now();
       let code: number = ExitCode.ok;
       let message: string | undefined;
@@ -237,26 +268,28 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
         const r = await sendBatch(client, jobKey, batch, chunk, o.lanes ?? 4, stats);
         recordBatch(work, ctx.paths.work, job.id, r.done, r.rejected, log);
         stats.uploaded += r.done.length;
+        stats.items += r.done.reduce((n, f) => n + f.items.length, 0);
         if (process.stderr.isTTY) {
           process.stderr.write(
-            `\rjob ${job.id}: ${stats.uploaded} pack(s) applied, ${
+            `\rjob ${job.id}: ${stats.items} item(s) in ${stats.uploaded} pack(s) applied, ${
               (stats.sentBytes / 1e6).toFixed(1)
             } MB sent`,
           );
         }
-        stats.rejected += r.rejected.length;
+        stats.rejected += r.rejected.reduce((n, f) => n + f.items.length, 0);
         if (r.rejected.length) {
           code = ExitCode.error;
           message = `${r.rejected.length} pack(s) rejected by the network: ${r.rejected[0]!.error}`;
           process.stderr.write(`backupagentdq: job ${job.id}: ERROR: ${message}\n`);
         }
         if (r.transient) {
-          const back = batch.filter((i) =>
-            !r.done.some((f) => f.item.id === i.id) && !r.rejected.some((f) => f.item.id === i.id)
+          const ended = new Set(
+            [...r.done, ...r.rejected].flatMap((f) => f.items.map((i) => i.id)),
           );
+          const back = batch.filter((i) => !ended.has(i.id));
           work.unclaim(back.map((i) => i.id));
           const line =
-            `job ${job.id}: RE-RUN: ${r.transient.message}; ${back.length} pack(s) wait for the next run`;
+            `job ${job.id}: RE-RUN: ${r.transient.message}; ${back.length} item(s) wait for the next run`;
           log.warn(line);
           process.stderr.write(`backupagentdq: ${line}\n`);
           if (code === ExitCode.ok) code = ExitCode.rerun;
@@ -266,8 +299,9 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
       if (process.stderr.isTTY && stats.uploaded) process.stderr.write("\n");
       const secs = ((Date.now() - t0) / 1000).toFixed(2);
       log.info(
-        `job ${job.id}: ${stats.uploaded} pack(s) applied, ${stats.sentBytes} bytes sent ` +
-          `(${stats.resumed} resumed), ${stats.rejected} rejected in ${secs} s`,
+        `job ${job.id}: ${stats.items} item(s) in ${stats.uploaded} pack(s) applied, ` +
+          `${stats.sentBytes} bytes sent (${stats.resumed} resumed), ${stats.rejected} item(s) ` +
+          `rejected in ${secs} s`,
       );
       if (stats.uploaded || stats.rejected || code !== ExitCode.ok) {
         const base = {
@@ -283,6 +317,7 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
           kind: "JS",
           stats: {
             uploaded: stats.uploaded,
+            items: stats.items,
             sentBytes: stats.sentBytes,
             resumed: stats.resumed,
             rejected: stats.rejected,

@@ -509,7 +509,9 @@ async function enqueueJob(
     packFailures: ps.failed,
   });
   log.info(
-    `PACK: ${ps.packed} packs (${mb(ps.packBytes)}): ${ps.adds} add, ${ps.updates} update ` +
+    `PACK: ${ps.packed} items in ${ps.packFiles} packs (${
+      mb(ps.packBytes)
+    }): ${ps.adds} add, ${ps.updates} update ` +
       `(${ps.deltas} delta, ${ps.deltaFallbacks} sent whole), ${ps.moves} move, ${ps.deletes} ` +
       `delete; ${ps.missing} vanished, ${ps.changed} still changing, ${ps.failed} failed in ${
         secs(Date.now() - t1)

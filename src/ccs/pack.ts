@@ -1,8 +1,9 @@
 /**
  * Pack phase: turns planned work items into pack instruction files in Spool/Work.
  *
- * Each pack is written by the pack writer to a temp name and renamed when complete, and the
- * item turns `ready` only after that, so the dequeuer never sees half a pack. An UPDATE is a
+ * Moves, deletes and small files share packs (many entries each); large files and updates
+ * get a pack each, streamed. Each pack is written to a temp name and renamed when complete,
+ * and its items turn `ready` only after that, so the dequeuer never sees half a pack. An UPDATE is a
  * delta against the cloud version's signature (local cache, else fetched); it becomes a
  * pack-add when there is no base or the delta is not smaller. A file that vanished or
  * changed while being packed is retried once, then reported and left for the next run.
@@ -10,23 +11,25 @@
  * @module
  */
 import { readdirSync, rmSync, statSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { errnoCode, messageOf, TransientError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { cncopVersion } from "../core/version.ts";
 import { native } from "../native/mod.ts";
 import type { NetworkClient } from "../network/client.ts";
+import type { PackHeader } from "./pack_format.ts";
 import {
+  baseHeader,
   packAdd,
-  packDelete,
-  packMove,
+  PackBuilder,
   packUpdate,
   type PackWritten,
   SourceChangedError,
 } from "./pack_writer.ts";
 import type { FileStates } from "./file_state.ts";
 import { baseSignature, MIN_SIG_SIZE, writeSignature } from "./signature_cache.ts";
-import type { WorkDb, WorkItem } from "./work_queue.ts";
+import type { ItemKind, WorkDb, WorkItem } from "./work_queue.ts";
 
 /** What the pack phase needs. */
 export interface PackContext {
@@ -48,7 +51,10 @@ export interface PackContext {
 
 /** Counts of the pack phase. */
 export interface PackStats {
+  /** Items packed. */
   packed: number;
+  /** Pack files written. */
+  packFiles: number;
   packBytes: number;
   adds: number;
   updates: number;
@@ -183,7 +189,83 @@ async function packContent(
 
 const programVersion = cncopVersion;
 
-async function packOne(c: PackContext, item: WorkItem, s: PackStats): Promise<void> {
+/** Files up to this size are read whole and share a pack with others. */
+export const SMALL_FILE_MAX = 1024 * 1024;
+/** A shared pack is closed once its bodies reach this many bytes... */
+const PACK_TARGET_BYTES = 16 * 1024 * 1024;
+/** ...or this many entries. */
+const PACK_TARGET_ENTRIES = 4000;
+
+/** An entry ready to go into a shared pack. */
+interface Prepared {
+  item: WorkItem;
+  header: PackHeader;
+  body?: Uint8Array;
+  sig: string | null;
+  kind: ItemKind;
+}
+
+/** The shared pack being filled, and the items in it. */
+interface OpenPack {
+  builder: PackBuilder;
+  entries: Prepared[];
+}
+
+/**
+ * Reads a small file whole, checks it is still what the peek listed, hashes it and writes
+ * its signature: an add entry for a shared pack.
+ */
+async function prepareSmallAdd(
+  c: PackContext,
+  item: WorkItem,
+  st: { size: number; mtimeNs: string; mode: number },
+  sig: string,
+): Promise<Prepared> {
+  const abs = join(c.root, item.path);
+  const body = await readFile(abs);
+  const after = statOf(abs);
+  if (
+    body.length !== st.size || !after || after.size !== st.size || after.mtimeNs !== st.mtimeNs
+  ) {
+    throw new SourceChangedError(`${item.path} changed while it was packed`);
+  }
+  const hash = native.blake3(body);
+  let sigFile: string | null = null;
+  if (st.size >= MIN_SIG_SIZE) {
+    await writeSignature(abs, sig);
+    sigFile = sig;
+  }
+  const header = baseHeader("add", {
+    job: c.jobKey,
+    path: item.path,
+    program: "backupagentnq",
+    programVersion,
+  });
+  Object.assign(header, {
+    size: st.size,
+    bodySize: st.size,
+    hash,
+    mtimeNs: st.mtimeNs,
+    mode: st.mode,
+  });
+  c.states.remember(
+    { path: item.path, abs, size: st.size, mtimeNs: st.mtimeNs, ino: item.ino, dev: item.dev },
+    hash,
+  );
+  return { item, header, body, sig: sigFile, kind: "ADD" };
+}
+
+/**
+ * Prepares one item: a move, a delete or a small add becomes an entry for the shared
+ * pack; a large file or an update gets a pack of its own here (streamed) and is ready on
+ * return. Undefined when the item is done or dropped. A file that vanished or changed is
+ * retried once, then reported and left for the next run.
+ */
+async function prepareOne(
+  c: PackContext,
+  item: WorkItem,
+  s: PackStats,
+): Promise<Prepared | undefined> {
   const base = join(c.workDir, itemFileBase(c.job, item.id));
   const out = `${base}.pack`;
   const sig = `${base}.sig`;
@@ -191,38 +273,36 @@ async function packOne(c: PackContext, item: WorkItem, s: PackStats): Promise<vo
   for (let attempt = 0;; attempt++) {
     try {
       if (item.kind === "MOVE") {
-        const w = await packMove(out, { ...common, newPath: item.newPath!, folder: item.folder });
-        c.work.markReady(item.id, out, w.bytes, null);
-        s.moves++;
-        s.packBytes += w.bytes;
-      } else if (item.kind === "DELETE") {
-        const w = await packDelete(out, { ...common, folder: item.folder });
-        c.work.markReady(item.id, out, w.bytes, null);
-        s.deletes++;
-        s.packBytes += w.bytes;
-      } else {
-        const r = await packContent(c, item, out, sig, s);
-        const h = r.w.header;
-        c.work.db.prepare(
-          `UPDATE items SET kind = ?, size = ?, mtime_ns = ?, mode = ?, hash = ?,
-             base_version = ?, base_hash = ? WHERE id = ?`,
-        ).run(
-          r.kind,
-          h.size,
-          h.mtimeNs,
-          h.mode,
-          h.hash,
-          h.base ?? null,
-          h.baseHash ?? null,
-          item.id,
-        );
-        c.work.markReady(item.id, out, r.w.bytes, r.sig);
-        if (r.kind === "ADD") s.adds++;
-        else s.updates++;
-        s.packBytes += r.w.bytes;
+        const header = baseHeader("move", common);
+        header.newPath = item.newPath!;
+        if (item.folder) header.folder = true;
+        return { item, header, sig: null, kind: "MOVE" };
       }
+      if (item.kind === "DELETE") {
+        const header = baseHeader("delete", common);
+        if (item.folder) header.folder = true;
+        return { item, header, sig: null, kind: "DELETE" };
+      }
+      const st = statOf(join(c.root, item.path));
+      if (!st) throw new Missing(item.path);
+      if (st.size !== item.size || st.mtimeNs !== item.mtimeNs) {
+        throw new SourceChangedError(`${item.path} changed since the peek`);
+      }
+      if (item.kind === "ADD" && st.size <= SMALL_FILE_MAX) {
+        return await prepareSmallAdd(c, item, st, sig);
+      }
+      const r = await packContent(c, item, out, sig, s);
+      const h = r.w.header;
+      c.work.tx(() => {
+        c.work.setPacked(item.id, r.kind, h);
+        c.work.markReady(item.id, out, r.w.bytes, r.sig);
+      });
+      if (r.kind === "ADD") s.adds++;
+      else s.updates++;
+      s.packBytes += r.w.bytes;
       s.packed++;
-      return;
+      s.packFiles++;
+      return undefined;
     } catch (err) {
       rmSync(out, { force: true });
       rmSync(sig, { force: true });
@@ -251,15 +331,42 @@ async function packOne(c: PackContext, item: WorkItem, s: PackStats): Promise<vo
         s.failed++;
         c.log.error(`PACK-FAILED ${item.path}: ${messageOf(err)}`);
       }
-      return;
+      return undefined;
     }
   }
 }
 
-/** Packs every planned item of the job, lowest stage first, `parallel` at a time. */
+/** Completes a shared pack and marks its items ready, in one transaction. */
+async function closePack(c: PackContext, open: OpenPack, s: PackStats): Promise<void> {
+  const w = await open.builder.finish();
+  c.work.tx(() => {
+    for (const [i, p] of open.entries.entries()) {
+      if (p.kind === "ADD" || p.kind === "UPDATE") {
+        c.work.setPacked(p.item.id, p.kind, w.headers[i]!);
+      }
+      c.work.markReady(p.item.id, w.path, i === 0 ? w.bytes : 0, p.sig);
+    }
+  });
+  for (const p of open.entries) {
+    if (p.kind === "ADD") s.adds++;
+    else if (p.kind === "UPDATE") s.updates++;
+    else if (p.kind === "MOVE") s.moves++;
+    else s.deletes++;
+  }
+  s.packed += open.entries.length;
+  s.packFiles++;
+  s.packBytes += w.bytes;
+}
+
+/**
+ * Packs every planned item of the job, lowest stage first: `parallel` workers read and
+ * hash, and one writer fills shared packs of up to 16 MB or 4,000 entries, so the
+ * dequeuer and the network handle a few packs, not one per file.
+ */
 export async function packPlanned(c: PackContext): Promise<PackStats> {
   const s: PackStats = {
     packed: 0,
+    packFiles: 0,
     packBytes: 0,
     adds: 0,
     updates: 0,
@@ -273,26 +380,64 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   };
   const parallel = Math.max(1, c.parallel ?? 4);
   let done = 0;
-  for (let stage = 0; stage <= 2; stage++) {
-    let after = 0;
-    for (;;) {
-      const page = c.work.db.prepare(
-        `SELECT id FROM items WHERE job = ? AND state = 'planned' AND stage = ? AND id > ?
-         ORDER BY id LIMIT 512`,
-      ).all(c.job, stage, after) as { id: number }[];
-      if (page.length === 0) break;
-      after = page[page.length - 1]!.id;
-      let next = 0;
-      const worker = async () => {
-        while (next < page.length) {
-          const item = c.work.item(page[next++]!.id);
-          if (!item) continue;
-          await packOne(c, item, s);
-          c.onItem?.(++done);
-        }
-      };
-      await Promise.all(Array.from({ length: parallel }, worker));
+  let open: OpenPack | undefined;
+  // One writer: appends run one after the other, in the order workers finish.
+  let writer: Promise<void> = Promise.resolve();
+  const append = (p: Prepared) => {
+    writer = writer.then(async () => {
+      if (!open) {
+        const name = `${join(c.workDir, itemFileBase(c.job, p.item.id))}.pack`;
+        open = { builder: await PackBuilder.create(name), entries: [] };
+      }
+      await open.builder.add(p.header, p.body);
+      open.entries.push(p);
+      if (
+        open.builder.bodyBytes >= PACK_TARGET_BYTES ||
+        open.entries.length >= PACK_TARGET_ENTRIES
+      ) {
+        const full = open;
+        open = undefined;
+        await closePack(c, full, s);
+      }
+    });
+    return writer;
+  };
+  try {
+    for (let stage = 0; stage <= 2; stage++) {
+      let after = 0;
+      for (;;) {
+        const page = c.work.db.prepare(
+          `SELECT id FROM items WHERE job = ? AND state = 'planned' AND stage = ? AND id > ?
+           ORDER BY id LIMIT 512`,
+        ).all(c.job, stage, after) as { id: number }[];
+        if (page.length === 0) break;
+        after = page[page.length - 1]!.id;
+        let next = 0;
+        const worker = async () => {
+          while (next < page.length) {
+            const item = c.work.item(page[next++]!.id);
+            if (!item) continue;
+            const p = await prepareOne(c, item, s);
+            if (p) await append(p);
+            c.onItem?.(++done);
+          }
+        };
+        await Promise.all(Array.from({ length: parallel }, worker));
+      }
+      // A stage's packs are complete before the next stage's begin (the dequeuer sends
+      // stage by stage).
+      await writer;
+      if (open) {
+        const last: OpenPack = open;
+        open = undefined;
+        await closePack(c, last, s);
+      }
     }
+  } catch (err) {
+    await writer.catch(() => {});
+    const o = open as OpenPack | undefined;
+    if (o) await o.builder.abort();
+    throw err;
   }
   return s;
 }

@@ -18,6 +18,7 @@ import { dirname } from "node:path";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import { CncopError } from "../core/errors.ts";
+import { native } from "../native/mod.ts";
 import {
   MAX_ENTRIES,
   PACK_FORMAT,
@@ -306,9 +307,7 @@ export class PackBuilder {
     if (this.headers.length >= MAX_ENTRIES) throw new CncopError("PackBuilder: pack is full");
     let frame = body;
     if (body && size > 0 && header.compression === "zstd") {
-      const z = zlib.zstdCompressSync(body, {
-        params: { [zlib.constants.ZSTD_c_compressionLevel]: this.#level },
-      });
+      const z = native.zstdCompress(body, this.#level);
       if (z.length < size) frame = z;
       else header = { ...header, compression: "none" };
     }

@@ -16,6 +16,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { RemoteFile } from "../network/client.ts";
+import type { PackHeader } from "./pack_format.ts";
 
 /** Kinds of work item. */
 export type ItemKind = "ADD" | "UPDATE" | "DELETE" | "MOVE";
@@ -345,6 +346,14 @@ export class WorkDb {
     ).run(pack, packBytes, sig, id);
   }
 
+  /** Records what was packed for an item (an UPDATE may have become an ADD). */
+  setPacked(id: number, kind: ItemKind, h: PackHeader): void {
+    this.stmt(
+      `UPDATE items SET kind = ?, size = ?, mtime_ns = ?, mode = ?, hash = ?,
+         base_version = ?, base_hash = ? WHERE id = ?`,
+    ).run(kind, h.size, h.mtimeNs, h.mode, h.hash, h.base ?? null, h.baseHash ?? null, id);
+  }
+
   /** Updates fields of a planned item before it is packed (e.g. an ADD that became UPDATE). */
   replan(id: number, fields: Partial<Pick<WorkItem, "kind" | "baseVersion" | "baseHash">>): void {
     const cur = this.item(id);
@@ -370,9 +379,10 @@ export class WorkDb {
   }
 
   /**
-   * Claims up to `max` ready items of `job` for the dequeuer `pid`, all of the lowest stage
-   * that still has unfinished items (so a folder move is applied before what depends on it).
-   * Returns nothing while a lower stage is still being planned, packed or sent.
+   * Claims the ready items of up to `max` packs of `job` for the dequeuer `pid` (every item
+   * of a pack, so a pack is sent once), all of the lowest stage that still has unfinished
+   * items (so a folder move is applied before what depends on it). Returns nothing while a
+   * lower stage is still being planned, packed or sent.
    */
   claim(job: number, pid: number, max: number): WorkItem[] {
     return this.tx(() => {
@@ -380,12 +390,22 @@ export class WorkDb {
         "SELECT min(stage) AS s FROM items WHERE job = ? AND state IN ('planned', 'ready', 'sending')",
       ).get(job) as { s: number | null };
       if (low.s === null) return [];
-      const rows = this.stmt(
-        "SELECT * FROM items WHERE job = ? AND state = 'ready' AND stage = ? ORDER BY id LIMIT ?",
-      ).all(job, low.s, max) as unknown as ItemRow[];
+      const packs = this.stmt(
+        `SELECT pack, min(id) AS first FROM items WHERE job = ? AND state = 'ready' AND stage = ?
+         GROUP BY pack ORDER BY first LIMIT ?`,
+      ).all(job, low.s, max) as unknown as { pack: string | null }[];
+      const pick = this.stmt(
+        "SELECT * FROM items WHERE job = ? AND state = 'ready' AND pack IS ? ORDER BY id",
+      );
       const s = this.stmt("UPDATE items SET state = 'sending', claimed_by = ? WHERE id = ?");
-      for (const r of rows) s.run(pid, r.id);
-      return rows.map((r) => toItem({ ...r, state: "sending", claimed_by: pid }));
+      const out: WorkItem[] = [];
+      for (const { pack } of packs) {
+        for (const r of pick.all(job, pack) as unknown as ItemRow[]) {
+          s.run(pid, r.id);
+          out.push(toItem({ ...r, state: "sending", claimed_by: pid }));
+        }
+      }
+      return out;
     });
   }
 
@@ -697,6 +717,8 @@ export function openWorkDb(path: string): WorkDb {
       throw err;
     }
   }
+  // Outside the versioned schema: an index added later, harmless to ask for every time.
+  db.exec("CREATE INDEX IF NOT EXISTS items_pack ON items (job, pack)");
   addColumn(db, "job_state", "modes", "TEXT NOT NULL DEFAULT ''");
   return new WorkDb(db, path);
 }

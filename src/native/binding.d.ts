@@ -65,6 +65,12 @@ export declare function patch(basePath: string, deltaPath: string, outPath: stri
 /** Writes the block signature of `basePath` to `sigPath`; `blockSize` 0 chooses it. */
 export declare function signature(basePath: string, sigPath: string, blockSize?: number | undefined | null): Promise<void>
 
+/**
+ * Flushes the whole file system holding `path` (Linux `syncfs`); false where the platform
+ * has no such call.
+ */
+export declare function syncFs(path: string): Promise<boolean>
+
 /** Creates a VSS shadow copy of `volume` (e.g. `C:\`). Windows only; throws elsewhere. */
 export declare function vssCreate(volume: string): VssShadow
 
@@ -98,3 +104,12 @@ export declare function xxh3(data: Uint8Array): string
 
 /** xxh3-128 of a file's content, 32 lowercase hex digits. */
 export declare function xxh3File(path: string): Promise<string>
+
+/** One zstd frame of `data` at `level` (a per-thread context is reused). */
+export declare function zstdCompress(data: Uint8Array, level: number): Buffer
+
+/**
+ * Decompresses zstd `data` into at most `maxSize` bytes, with a window of at most
+ * 2^`windowLogMax`; larger output or corrupt input throws.
+ */
+export declare function zstdDecompress(data: Uint8Array, maxSize: number, windowLogMax: number): Buffer

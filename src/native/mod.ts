@@ -19,7 +19,9 @@
 import { CncopError } from "../core/errors.ts";
 import type { NativeBinding, NativeStatus } from "./load.ts";
 import { loadBinding } from "./load.ts";
+import * as pCompress from "./portable/compress.ts";
 import * as pDelta from "./portable/delta.ts";
+import * as pDurable from "./portable/durable.ts";
 import * as pFork from "./portable/fork.ts";
 import * as pHash from "./portable/hash.ts";
 import * as pLock from "./portable/lock.ts";
@@ -127,6 +129,9 @@ function addonCore(b: NativeBinding): NativeCore {
     xxh3File: (path) => wrapAsync(b.xxh3File(path)),
     blake3: (data) => b.blake3(data),
     blake3File: (path) => wrapAsync(b.blake3File(path)),
+    syncFs: (path) => wrapAsync(b.syncFs(path)),
+    zstdCompress: (data, level) => wrapSync(() => b.zstdCompress(data, level)),
+    zstdDecompress: (data, max, wlog) => wrapSync(() => b.zstdDecompress(data, max, wlog)),
     signature: (basePath, sigPath, blockSize = 0) =>
       wrapAsync(b.signature(basePath, sigPath, blockSize)),
     delta: (sigPath, newPath, deltaPath) => wrapAsync(b.delta(sigPath, newPath, deltaPath)),
@@ -165,6 +170,9 @@ export async function loadPortableCore(): Promise<NativeCore> {
     xxh3File: (path) => wrapAsync(pHash.xxh3File(path)),
     blake3: pHash.blake3,
     blake3File: (path) => wrapAsync(pHash.blake3File(path)),
+    syncFs: (path) => wrapAsync(pDurable.syncFs(path)),
+    zstdCompress: pCompress.zstdCompress,
+    zstdDecompress: pCompress.zstdDecompress,
     signature: (basePath, sigPath, blockSize) =>
       wrapAsync(pDelta.signature(basePath, sigPath, blockSize)),
     delta: (sigPath, newPath, deltaPath) => wrapAsync(pDelta.delta(sigPath, newPath, deltaPath)),

@@ -81,6 +81,19 @@ export interface NativeCore {
   blake3(data: Uint8Array): string;
   /** BLAKE3-256 of a file's content, 64 lowercase hex digits. */
   blake3File(path: string): Promise<string>;
+  /** One zstd frame of `data` at `level` (1..22). */
+  zstdCompress(data: Uint8Array, level: number): Uint8Array;
+  /**
+   * Decompresses zstd `data` into at most `maxSize` bytes, with a window of at most
+   * 2^`windowLogMax`; larger output or corrupt input throws.
+   */
+  zstdDecompress(data: Uint8Array, maxSize: number, windowLogMax: number): Uint8Array;
+  /**
+   * Flushes the whole file system holding `path` to stable storage (Linux `syncfs`): one
+   * barrier for many files just written. False where there is no such call; fsync each
+   * file then.
+   */
+  syncFs(path: string): Promise<boolean>;
 
   /**
    * Writes the block signature of `basePath` to `sigPath` (format: docs/formats/delta.md).

@@ -9,7 +9,7 @@ import type { NativeCore } from "../native/types.ts";
 /** The subset of the native core the network uses. */
 export type NetworkNative = Pick<
   NativeCore,
-  "patch" | "signature" | "delta" | "blake3File" | "blake3"
+  "patch" | "signature" | "delta" | "blake3File" | "blake3" | "syncFs"
 >;
 
 let loaded: Promise<NetworkNative> | undefined;
@@ -33,6 +33,7 @@ export function loadNative(): Promise<NetworkNative> {
       delta: pick("delta"),
       blake3File: pick("blake3File"),
       blake3: pick("blake3"),
+      syncFs: pick("syncFs"),
     } as NetworkNative;
   })();
   return loaded;

@@ -3,12 +3,13 @@
  *
  * @module
  */
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, utimesSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { errnoCode } from "../core/errors.ts";
 import { syncDir, syncFile } from "./durable.ts";
+import { loadNative } from "./native.ts";
 import type { BlobStore, ByteRange } from "./storage.ts";
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -77,25 +78,32 @@ export class LocalBlobStore implements BlobStore {
   async putMany(device: number, blobs: readonly { hash: string; file: string }[]): Promise<void> {
     const place = new Map<string, { dest: string; file: string }>();
     const now = new Date();
+    // Synchronous calls: for many small blobs, a trip through the thread pool per call
+    // costs more than the call.
     for (const { hash, file } of blobs) {
       const dest = this.#path(device, hash);
-      if (place.has(hash) || (await this.size(device, hash)) !== undefined) {
-        if (!place.has(hash)) await utimes(dest, now, now); // keeps a concurrent prune's hands off
-        await rm(file, { force: true });
-        continue;
-      }
-      place.set(hash, { dest, file });
+      if (place.has(hash)) {
+        rmSync(file, { force: true });
+      } else if (existsSync(dest)) {
+        utimesSync(dest, now, now); // keeps a concurrent prune's hands off
+        rmSync(file, { force: true });
+      } else place.set(hash, { dest, file });
     }
     const todo = [...place.values()];
+    if (todo.length === 0) return;
     // Content first, then the names: a crash leaves whole blobs or none under their names.
-    await eachLimit(todo, SYNC_PARALLEL, ({ file }) => syncFile(file));
+    // One file-system flush where the platform has one, else an fsync per file and folder.
+    const native = await loadNative();
+    const flushed = await native.syncFs(this.tmpDir);
+    if (!flushed) await eachLimit(todo, SYNC_PARALLEL, ({ file }) => syncFile(file));
     const dirs = new Set<string>();
     for (const { dest, file } of todo) {
       const dir = join(dest, "..");
-      if (!dirs.has(dir)) await mkdir(dir, { recursive: true });
+      if (!dirs.has(dir)) mkdirSync(dir, { recursive: true });
       dirs.add(dir);
-      await rename(file, dest);
+      renameSync(file, dest);
     }
+    if (flushed && (await native.syncFs(this.root))) return;
     await eachLimit([...dirs], SYNC_PARALLEL, syncDir);
   }
 

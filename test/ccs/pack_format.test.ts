@@ -1,13 +1,22 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { PackRejectedError } from "../../src/core/errors.ts";
 import { checkPackPath, PACK_FORMAT, type PackHeader } from "../../src/ccs/pack_format.ts";
-import { packAdd, packDelete, packMove, packUpdate, writePack } from "../../src/ccs/pack_writer.ts";
-import { readPack, readPackHeader } from "../../src/ccs/pack_reader.ts";
+import {
+  baseHeader,
+  packAdd,
+  PackBuilder,
+  packDelete,
+  packMove,
+  packUpdate,
+  writePack,
+} from "../../src/ccs/pack_writer.ts";
+import { readPack, readPackEntries, readPackHeader } from "../../src/ccs/pack_reader.ts";
+import { native } from "../../src/native/mod.ts";
 import { blake3FileHex } from "../../src/ccs/pack_hash.ts";
 
 let dir: string;
@@ -173,5 +182,89 @@ describe("pack writer and reader", () => {
       readPack(one(forged), { bodyTo: join(dir, "bomb.body") }),
       /expands beyond/,
     );
+  });
+
+  test("PackBuilder: many entries round-trip; incompressible bodies are stored raw", async () => {
+    const b = await PackBuilder.create(join(dir, "multi.pack"));
+    const bodies: Buffer[] = [];
+    for (let i = 0; i < 40; i++) {
+      const body = i % 2 ? randomBytes(i * 100) : Buffer.alloc(i * 1000, i);
+      bodies.push(body);
+      const h = baseHeader("add", { job: "7", path: `d/f${i}` });
+      Object.assign(h, {
+        size: body.length,
+        bodySize: body.length,
+        hash: native.blake3(body),
+        mode: 0o600,
+      });
+      await b.add(h, body);
+    }
+    await b.add(Object.assign(baseHeader("move", { job: "7", path: "d" }), { newPath: "e" }));
+    await b.add(baseHeader("delete", { job: "7", path: "x" }));
+    const w = await b.finish();
+    assert.equal(w.headers.length, 42);
+    assert.equal(w.headers[1]!.compression, "none", "random bytes do not shrink");
+    assert.equal(w.headers[2]!.compression, "zstd");
+    const headers = await readPackEntries(w.path, {
+      bodyTo: (h, i) => (h.kind === "add" ? join(dir, `multi-${i}.body`) : undefined),
+    });
+    assert.deepEqual(headers.map((h) => h.kind).slice(-3), ["add", "move", "delete"]);
+    for (const [i, body] of bodies.entries()) {
+      assert.deepEqual(await readFile(join(dir, `multi-${i}.body`)), body);
+    }
+    await assert.rejects(readPack(w.path), /more than 1 entries/);
+  });
+
+  test("readPackEntries() refuses mixed jobs, too many entries and a small-entry bomb", async () => {
+    const two = await PackBuilder.create(join(dir, "jobs.pack"));
+    await two.add(baseHeader("delete", { job: "7", path: "a" }));
+    await two.add(baseHeader("delete", { job: "8", path: "b" }));
+    await assert.rejects(readPackEntries((await two.finish()).path), /different jobs/);
+
+    const many = await PackBuilder.create(join(dir, "many.pack"));
+    for (let i = 0; i < 5; i++) await many.add(baseHeader("delete", { job: "7", path: `p${i}` }));
+    const mp = (await many.finish()).path;
+    await assert.rejects(readPackEntries(mp, { maxEntries: 4 }), /more than 4 entries/);
+    assert.equal((await readPackEntries(mp, { maxEntries: 5 })).length, 5);
+
+    // An entry of one frame that inflates beyond its declared size, with a valid trailer.
+    const zeros = Buffer.alloc(1_000_000);
+    const h = header({ path: "bomb", size: 1000, bodySize: 1000, hash: native.blake3(zeros) });
+    const hb = Buffer.from(JSON.stringify(h));
+    const z = native.zstdCompress(zeros, 3);
+    const u32 = (n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(n);
+      return b;
+    };
+    const bodyless = Buffer.concat([
+      Buffer.from("CNCOPPK\u0002", "latin1"),
+      u32(hb.length),
+      hb,
+      u32(z.length),
+      z,
+      u32(0),
+      u32(0),
+    ]);
+    const sha = createHash("sha256").update(bodyless).digest();
+    const out = join(dir, "bomb.body");
+    await assert.rejects(
+      readPackEntries(one(Buffer.concat([bodyless, sha])), { bodyTo: () => out }),
+      (e: unknown) =>
+        e instanceof PackRejectedError && /larger than its declared 1000/.test(e.message),
+    );
+    await assert.rejects(stat(out), /ENOENT/, "no body file left behind");
+  });
+
+  test("a format 1 pack (one entry, no end marker) is still read", async () => {
+    const h = header({ format: 1, kind: "delete", path: "old/style", hash: "" });
+    const hb = Buffer.from(JSON.stringify(h));
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(hb.length);
+    const body = Buffer.concat([Buffer.from("CNCOPPK\u0001", "latin1"), len, hb, Buffer.alloc(4)]);
+    const sha = createHash("sha256").update(body).digest();
+    const got = await readPack(one(Buffer.concat([body, sha])));
+    assert.equal(got.path, "old/style");
+    assert.equal(got.format, 1);
   });
 });

@@ -1,0 +1,40 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { cores } from "./_helpers.ts";
+
+describe("zstd and syncFs, native and portable", () => {
+  const text = Buffer.from("the quick brown fox jumps over the lazy dog\n".repeat(2000));
+  for (const c of cores) {
+    test(`${c.implementation}: round trip, bounded output, corrupt input`, () => {
+      for (const data of [text, randomBytes(70_000), Buffer.alloc(0)]) {
+        const z = c.zstdCompress(data, 3);
+        assert.deepEqual(Buffer.from(c.zstdDecompress(z, data.length, 23)), data);
+        // Every core reads every other core's frames.
+        for (const o of cores) {
+          assert.deepEqual(Buffer.from(o.zstdDecompress(z, data.length, 23)), data);
+        }
+      }
+      const z = c.zstdCompress(text, 3);
+      assert.ok(z.length < text.length / 20);
+      assert.throws(() => c.zstdDecompress(z, text.length - 1, 23));
+      assert.throws(() => c.zstdDecompress(z.subarray(0, z.length - 5), text.length, 23));
+      assert.throws(() => c.zstdDecompress(randomBytes(100), 1000, 23));
+    });
+
+    test(`${c.implementation}: syncFs flushes where the platform can, refuses a missing path`, async () => {
+      const dir = await mkdtemp(join(tmpdir(), "cncop-syncfs-"));
+      try {
+        await writeFile(join(dir, "f"), "x");
+        const r = await c.syncFs(dir);
+        assert.equal(r, c.implementation === "native" && process.platform === "linux");
+        await assert.rejects(c.syncFs(join(dir, "missing")));
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});

@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import type { PackHeader } from "../../src/ccs/pack_format.ts";
+import { baseHeader, PackBuilder } from "../../src/ccs/pack_writer.ts";
+import { PackRejectedError } from "../../src/core/errors.ts";
+import { native } from "../../src/native/mod.ts";
+import { NetworkClient, type RemoteFile } from "../../src/network/client.ts";
+import { restoreFiles } from "../../src/network/restore.ts";
+import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
+
+let work: string;
+let d: CncopdHandle;
+let client: NetworkClient;
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), "cncop-multi-"));
+  d = await startCncopd();
+  client = new NetworkClient({ url: d.url, token: d.token, retries: 2, backoffMs: 50 });
+});
+after(async () => {
+  client.close();
+  await d.cleanup();
+  await rm(work, { recursive: true, force: true });
+});
+
+function addHeader(path: string, body: Uint8Array, i: number): PackHeader {
+  const h = baseHeader("add", { job: "5", path });
+  return Object.assign(h, {
+    size: body.length,
+    bodySize: body.length,
+    hash: native.blake3(body),
+    mtimeNs: String(1_700_000_000_000_000_000n + BigInt(i)),
+    mode: 0o640,
+  });
+}
+
+async function listing(): Promise<RemoteFile[]> {
+  const out: RemoteFile[] = [];
+  for await (const f of client.peek("5")) out.push(f);
+  return out;
+}
+
+describe("packs of many entries on a real cncopd", () => {
+  const files = new Map<string, Buffer>();
+
+  test("300 adds in one pack apply in one go, with a version per entry, once", async () => {
+    const b = await PackBuilder.create(join(work, "adds.pack"));
+    for (let i = 0; i < 300; i++) {
+      // Every tenth file shares its content with another: the blob is stored once.
+      const body = i % 10 === 0
+        ? Buffer.from("same content\n")
+        : i % 3 === 0
+        ? randomBytes(5000)
+        : Buffer.from(`file ${i}\n`.repeat(i));
+      const path = `dir${i % 7}/f${i}.txt`;
+      files.set(path, body);
+      await b.add(addHeader(path, body, i), body);
+    }
+    const w = await b.finish();
+    assert.equal(w.headers.length, 300);
+    const r = await client.uploadPack("5", w.path, { chunkSize: 64 * 1024 });
+    assert.equal(r.result.entries.length, 300);
+    assert.equal(r.result.changed, 300);
+    assert.ok(r.result.entries.every((e) => e.kind === "add" && (e.version ?? 0) > 0));
+    assert.equal(new Set(r.result.entries.map((e) => e.version)).size, 300);
+
+    const again = await client.uploadPack("5", w.path);
+    assert.deepEqual(again.result, r.result, "the same pack applies once");
+    assert.equal((await listing()).length, 300);
+
+    const out = join(work, "restore1");
+    await restoreFiles({ client, job: "5", to: out });
+    for (const [path, body] of files) {
+      assert.deepEqual(await readFile(join(out, ...path.split("/"))), body, path);
+    }
+  });
+
+  test("moves, deletes and adds share a pack and apply in order", async () => {
+    const b = await PackBuilder.create(join(work, "mixed.pack"));
+    const move = baseHeader("move", { job: "5", path: "dir0" });
+    Object.assign(move, { newPath: "moved0", folder: true });
+    await b.add(move);
+    await b.add(Object.assign(baseHeader("delete", { job: "5", path: "dir1" }), { folder: true }));
+    const body = Buffer.from("new in moved0\n");
+    await b.add(addHeader("moved0/new.txt", body, 999), body);
+    const r = await client.uploadPack("5", (await b.finish()).path);
+    assert.deepEqual(r.result.entries.map((e) => e.kind), ["move", "delete", "add"]);
+    const paths = (await listing()).map((f) => f.path);
+    assert.ok(paths.includes("moved0/new.txt"));
+    assert.ok(!paths.some((p) => p.startsWith("dir0/") || p.startsWith("dir1/")));
+    const moved = [...files.keys()].filter((p) => p.startsWith("dir0/"));
+    for (const p of moved) assert.ok(paths.includes(p.replace(/^dir0\//, "moved0/")), p);
+  });
+
+  test("one bad entry rejects the whole pack and changes nothing", async () => {
+    const before = await listing();
+    const b = await PackBuilder.create(join(work, "bad.pack"));
+    const good = Buffer.from("good\n");
+    await b.add(addHeader("good.txt", good, 1), good);
+    const bad = Buffer.from("bad\n");
+    await b.add({ ...addHeader("bad.txt", bad, 2), hash: native.blake3(good) }, bad);
+    await assert.rejects(
+      client.uploadPack("5", (await b.finish()).path),
+      (e: unknown) => e instanceof PackRejectedError && /hash/.test(e.message),
+    );
+    assert.deepEqual(await listing(), before);
+    assert.deepEqual(await readdir(join(d.dataDir, "tmp")), [], "no temp file left behind");
+  });
+});
