@@ -11,7 +11,7 @@
 import { closeSync, openSync, statSync, writeSync } from "node:fs";
 import type { Job } from "../core/jobs_db.ts";
 import type { Logger } from "../core/log.ts";
-import { native, type WalkOptions } from "../native/mod.ts";
+import { native, type WalkEntry, type WalkOptions } from "../native/mod.ts";
 import type { RemoteFile } from "../network/client.ts";
 import type { CloudFile, LocalFile, WorkDb } from "./work_queue.ts";
 
@@ -154,42 +154,48 @@ export async function scanSource(
   s.newestNs = BigInt(statSync(root, { bigint: true }).mtimeNs);
   work.tx(() => work.clearLocal(job));
   const modes = new ModeDigest();
+  // Straight from the walk's entries (no row objects in between; TEXT columns take the
+  // bigints as decimal text).
+  const ins = work.stmt(
+    `INSERT OR REPLACE INTO local_files (job, path, size, mtime_ns, mode, ino, dev)
+     VALUES (?, ?, ?, ?, ?, ?, ?)`,
+  );
   for await (const batch of native.walk(root, options)) {
-    const files: LocalFile[] = [];
-    for (const e of batch) {
-      if (e.kind === "error") {
-        s.errors++;
-        log.warn(`PEEK-ERROR ${e.path}: ${e.error ?? "unreadable"}`);
-        continue;
-      }
-      if (e.excluded) {
-        s.excluded++;
-        if (!nicld) log.info(`PEEK-NICLD ${e.path}`);
-        continue;
-      }
-      if (e.kind !== "file" && e.kind !== "dir") continue;
-      s.entries++;
-      if (e.mtimeNs > s.newestNs) s.newestNs = e.mtimeNs;
-      if (e.kind === "dir") {
-        s.dirs++;
-        continue;
-      }
-      s.files++;
-      s.bytes += e.size;
-      modes.add(e.ino, e.mode);
-      files.push({
-        path: e.path,
-        size: e.size,
-        mtimeNs: String(e.mtimeNs),
-        mode: e.mode & 0o7777,
-        ino: String(e.ino),
-        dev: String(e.dev),
-      });
+    work.db.exec("BEGIN IMMEDIATE");
+    try {
+      for (const e of batch) scanEntry(e);
+      work.db.exec("COMMIT");
+    } catch (err) {
+      work.db.exec("ROLLBACK");
+      throw err;
     }
-    if (files.length) work.tx(() => work.putLocal(job, files));
   }
   s.modes = modes.toString();
   return s;
+
+  function scanEntry(e: WalkEntry): void {
+    if (e.kind === "error") {
+      s.errors++;
+      log.warn(`PEEK-ERROR ${e.path}: ${e.error ?? "unreadable"}`);
+      return;
+    }
+    if (e.excluded) {
+      s.excluded++;
+      if (!nicld) log.info(`PEEK-NICLD ${e.path}`);
+      return;
+    }
+    if (e.kind !== "file" && e.kind !== "dir") return;
+    s.entries++;
+    if (e.mtimeNs > s.newestNs) s.newestNs = e.mtimeNs;
+    if (e.kind === "dir") {
+      s.dirs++;
+      return;
+    }
+    s.files++;
+    s.bytes += e.size;
+    modes.add(e.ino, e.mode);
+    ins.run(job, e.path, e.size, e.mtimeNs, e.mode & 0o7777, e.ino, e.dev);
+  }
 }
 
 function xmlEscape(s: string): string {
@@ -222,22 +228,14 @@ export class PeekXmlWriter {
   }
 }
 
-/** Turns the network's listing batches into cloud rows, teeing them to XML writers. */
+/** The network's listing batches as cloud rows (as they are), teed to XML writers. */
 export async function* cloudRows(
   listing: AsyncIterable<RemoteFile[]>,
   writers: PeekXmlWriter[],
 ): AsyncIterable<CloudFile[]> {
   for await (const batch of listing) {
-    const rows = batch.map((r): CloudFile => ({
-      path: r.path,
-      size: r.size,
-      mtimeNs: String(r.mtimeNs),
-      mode: r.mode,
-      hash: r.hash,
-      version: r.version,
-    }));
-    for (const w of writers) for (const f of rows) w.add(f);
-    yield rows;
+    for (const w of writers) for (const f of batch) w.add(f);
+    yield batch;
   }
 }
 
@@ -255,7 +253,11 @@ export interface DiffCounts {
   unchanged: number;
 }
 
-/** Counts the difference between the saved source and cloud listings of `job`. */
+/**
+ * Counts the difference between the saved source and cloud listings of `job`, in one pass
+ * over the source listing: the cloud files gone locally are the cloud's count less those
+ * the source matched.
+ */
 export function diffCounts(work: WorkDb, job: number): DiffCounts {
   const r = work.stmt(
     `SELECT count(*) AS total,
@@ -265,13 +267,10 @@ export function diffCounts(work: WorkDb, job: number): DiffCounts {
      FROM local_files l LEFT JOIN cloud_files c ON c.job = l.job AND c.path = l.path
      WHERE l.job = ?`,
   ).get(job) as { total: number; adds: number | null; changed: number | null };
-  const d = work.stmt(
-    `SELECT count(*) AS n FROM cloud_files c
-     WHERE c.job = ? AND NOT EXISTS (SELECT 1 FROM local_files l WHERE l.job = c.job AND l.path = c.path)`,
-  ).get(job) as { n: number };
   const adds = r.adds ?? 0;
   const changed = r.changed ?? 0;
-  return { adds, changed, deletes: d.n, unchanged: r.total - adds - changed };
+  const deletes = work.cloudCount(job) - (r.total - adds);
+  return { adds, changed, deletes, unchanged: r.total - adds - changed };
 }
 
 /** Cloud files gone locally, by path. */
@@ -313,13 +312,15 @@ export function planContent(
   job: number,
   session: string,
   taken: Iterable<string>,
+  counts?: Pick<DiffCounts, "adds" | "changed">,
 ): { adds: number; updates: number } {
   work.db.exec("CREATE TEMP TABLE IF NOT EXISTS taken (path TEXT PRIMARY KEY)");
   work.db.exec("DELETE FROM temp.taken");
   const ins = work.stmt("INSERT OR IGNORE INTO temp.taken (path) VALUES (?)");
   for (const p of taken) ins.run(p);
   const now = new Date().toISOString();
-  const updates = work.stmt(
+  // Each pass reads the whole source listing: skip the ones the counts say find nothing.
+  const updates = counts?.changed === 0 ? 0 : work.stmt(
     `INSERT INTO items (job, session, kind, stage, state, path, size, mtime_ns, mode, ino, dev,
        hash, base_version, base_hash, created)
      SELECT l.job, ?, 'UPDATE', 2, 'planned', l.path, l.size, l.mtime_ns, l.mode, l.ino, l.dev,
@@ -328,7 +329,7 @@ export function planContent(
      WHERE l.job = ? AND (c.size != l.size OR c.mtime_ns != l.mtime_ns OR c.mode != l.mode)
      ORDER BY l.path`,
   ).run(session, now, job).changes;
-  const adds = work.stmt(
+  const adds = counts?.adds === 0 ? 0 : work.stmt(
     `INSERT INTO items (job, session, kind, stage, state, path, size, mtime_ns, mode, ino, dev,
        hash, created)
      SELECT l.job, ?, 'ADD', 2, 'planned', l.path, l.size, l.mtime_ns, l.mode, l.ino, l.dev, '', ?

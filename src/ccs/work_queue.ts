@@ -502,22 +502,52 @@ export class WorkDb {
 
   /**
    * Replaces the saved cloud listing of `job` with the files `batches` yields, one
-   * transaction per batch (the listing is never whole in memory).
+   * transaction per batch (the listing is never whole in memory). Rows that did not change
+   * are not written: a batch updates what differs and deletes the saved rows in its path
+   * range it does not list, which relies on the network's listing being sorted by path in
+   * SQLite's (byte) order, as this table is. Rewriting every row cost 1.6 s for 84k files.
    */
   async saveCloud(job: number, batches: AsyncIterable<CloudFile[]>): Promise<number> {
-    this.tx(() => this.stmt("DELETE FROM cloud_files WHERE job = ?").run(job));
     this.stmt("UPDATE job_state SET cloud_saved = 0 WHERE job = ?").run(job);
-    const ins = this.stmt(
+    const put = this.stmt(
       `INSERT OR REPLACE INTO cloud_files (job, path, size, mtime_ns, mode, hash, version)
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
     );
+    const saved = this.stmt(
+      `SELECT path, size, mtime_ns AS mtimeNs, mode, hash, version FROM cloud_files
+       WHERE job = ? AND path > ? AND path <= ?`,
+    );
+    const drop = this.stmt("DELETE FROM cloud_files WHERE job = ? AND path = ?");
+    let after = ""; // below every path
     let n = 0;
     for await (const b of batches) {
+      if (b.length === 0) continue;
+      const last = b[b.length - 1]!.path;
+      let prev = after;
+      for (const f of b) {
+        if (!byteOrderLess(prev, f.path)) {
+          throw new Error(`the network's listing is not sorted by path (${f.path} after ${prev})`);
+        }
+        prev = f.path;
+      }
       this.tx(() => {
-        for (const f of b) ins.run(job, f.path, f.size, f.mtimeNs, f.mode, f.hash, f.version);
+        const have = new Map<string, CloudFile>();
+        for (const r of saved.all(job, after, last) as unknown as CloudFile[]) have.set(r.path, r);
+        for (const f of b) {
+          const h = have.get(f.path);
+          have.delete(f.path);
+          if (
+            h && h.size === f.size && h.mtimeNs === f.mtimeNs && h.mode === f.mode &&
+            h.hash === f.hash && h.version === f.version
+          ) continue;
+          put.run(job, f.path, f.size, f.mtimeNs, f.mode, f.hash, f.version);
+        }
+        for (const p of have.keys()) drop.run(job, p);
       });
+      after = last;
       n += b.length;
     }
+    this.tx(() => this.stmt("DELETE FROM cloud_files WHERE job = ? AND path > ?").run(job, after));
     this.stmt(
       `INSERT INTO job_state (job, newest_ns, entries, fingerprint, updated, cloud_saved)
        VALUES (?, '', 0, '', ?, 1)
@@ -668,6 +698,23 @@ function fromCache(r: unknown): CachedFile {
     hash: x.hash,
     version: x.version,
   };
+}
+
+/**
+ * `a < b` in UTF-8 byte order (SQLite's order for TEXT): UTF-16 order except that a surrogate
+ * (a code point above U+FFFF) sorts after U+E000..U+FFFF.
+ */
+export function byteOrderLess(a: string, b: string): boolean {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800) x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+    if (y >= 0xd800) y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    return x < y;
+  }
+  return a.length < b.length;
 }
 
 /** Adds a column a work.db of an earlier version lacks (a no-op when it has it). */

@@ -9,7 +9,7 @@ import {
   planContent,
   quickScan,
 } from "../../src/ccs/peek.ts";
-import { openWorkDb } from "../../src/ccs/work_queue.ts";
+import { byteOrderLess, openWorkDb } from "../../src/ccs/work_queue.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
 const local = (path: string, size: number, mtimeNs = "1") => ({
@@ -47,7 +47,7 @@ test("diffCounts(), goneFiles(), addCandidates() and planContent() split the lis
   );
   await w.saveCloud(
     1,
-    rows([cloud("same", 5), cloud("touched", 5), cloud("grown", 5, "1", 4), cloud("old", 7)]),
+    rows([cloud("grown", 5, "1", 4), cloud("old", 7), cloud("same", 5), cloud("touched", 5)]),
   );
   assert.deepEqual(diffCounts(w, 1), { adds: 2, changed: 2, deletes: 1, unchanged: 1 });
   assert.deepEqual(goneFiles(w, 1).map((g) => g.path), ["old"]);
@@ -98,4 +98,34 @@ test("quickScan(): a chmod changes the mode digest; a newer entry stops the walk
   assert.equal(after.stopped, undefined);
   const early = await quickScan(root, {}, before.newestNs - 1n);
   assert.equal(early.stopped, true);
+});
+
+test("saveCloud() keeps unchanged rows, updates changed ones, drops unlisted ones", async () => {
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  const saved = () =>
+    w.db.prepare("SELECT path, size, version FROM cloud_files WHERE job = 1 ORDER BY path")
+      .all()
+      .map((r) => `${r.path}:${r.size}:${r.version}`);
+  await w.saveCloud(1, rows([cloud("a", 1), cloud("b", 1), cloud("c/x", 1), cloud("d", 1)]));
+  await w.saveCloud(2, rows([cloud("a", 9)]));
+  assert.equal(w.hasSavedCloud(1), true);
+  assert.equal(
+    await w.saveCloud(
+      1,
+      rows([cloud("a", 1), cloud("b", 2, "1", 7), cloud("bb", 1), cloud("e", 1)]),
+    ),
+    4,
+  );
+  assert.deepEqual(saved(), ["a:1:1", "b:2:7", "bb:1:1", "e:1:1"]);
+  assert.equal(w.cloudCount(2), 1, "another job's rows stay");
+  await w.saveCloud(1, rows([]));
+  assert.deepEqual(saved(), []);
+  await assert.rejects(
+    w.saveCloud(1, rows([cloud("b", 1), cloud("a", 1)])),
+    /not sorted by path/,
+  );
+  assert.equal(w.hasSavedCloud(1), false, "an interrupted listing is not reused");
+  assert.equal(byteOrderLess("a/b", "a.b"), false, "byte order: '.' < '/'");
+  assert.equal(byteOrderLess("\uffff", "\u{10000}"), true, "U+FFFF before U+10000 in UTF-8");
+  w.close();
 });
