@@ -10,8 +10,7 @@
  *
  * @module
  */
-import { readdirSync, rmSync, statSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { errnoCode, messageOf, TransientError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
@@ -222,7 +221,8 @@ async function prepareSmallAdd(
   sig: string,
 ): Promise<Prepared> {
   const abs = join(c.root, item.path);
-  const body = await readFile(abs);
+  // Synchronous: for a small file, a trip through the thread pool costs more than the read.
+  const body = readFileSync(abs);
   const after = statOf(abs);
   if (
     body.length !== st.size || !after || after.size !== st.size || after.mtimeNs !== st.mtimeNs
@@ -406,17 +406,13 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
     for (let stage = 0; stage <= 2; stage++) {
       let after = 0;
       for (;;) {
-        const page = c.work.db.prepare(
-          `SELECT id FROM items WHERE job = ? AND state = 'planned' AND stage = ? AND id > ?
-           ORDER BY id LIMIT 512`,
-        ).all(c.job, stage, after) as { id: number }[];
+        const page = c.work.planned(c.job, stage, after, 512);
         if (page.length === 0) break;
         after = page[page.length - 1]!.id;
         let next = 0;
         const worker = async () => {
           while (next < page.length) {
-            const item = c.work.item(page[next++]!.id);
-            if (!item) continue;
+            const item = page[next++]!;
             const p = await prepareOne(c, item, s);
             if (p) await append(p);
             c.onItem?.(++done);

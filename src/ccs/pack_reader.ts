@@ -156,6 +156,14 @@ export interface ReadEntriesOptions {
   verifyContent?: boolean;
   /** fsync each body file before resolving. @default true */
   sync?: boolean;
+  /**
+   * Offered each verified add body that came in one frame of at most 4 MiB, as stored in
+   * the pack (`header.compression`); returning true keeps it with the caller, and no body
+   * file is written for it.
+   */
+  takeFrame?: (header: PackHeader, index: number, frame: Uint8Array) => boolean;
+  /** BLAKE3 hex of a file; when given, a streamed body is hashed after it is written. */
+  blake3File?: (path: string) => Promise<string>;
   /** BLAKE3 hex of a buffer. @default the native core's */
   blake3?: (data: Uint8Array) => string;
 }
@@ -194,7 +202,9 @@ export async function readPackEntries(
       }
       const bodyTo = options.bodyTo?.(header, headers.length);
       if (bodyTo !== undefined) written.push(bodyTo);
-      await readBody(r, header, bodyTo, options);
+      if ((await readBody(r, header, headers.length, bodyTo, options)) === "taken") {
+        if (bodyTo !== undefined) written.pop();
+      }
       headers.push(header);
       if (format === 1) break; // one entry, the trailer follows
     }
@@ -227,9 +237,10 @@ export async function readPackEntries(
 async function readBody(
   r: ByteReader,
   header: PackHeader,
+  index: number,
   bodyTo: string | undefined,
   options: ReadEntriesOptions,
-): Promise<void> {
+): Promise<"written" | "taken"> {
   const verify = header.kind === "add" && options.verifyContent !== false;
   const frameLength = async () => {
     const len = u32(await r.read(4, "frame length"));
@@ -244,7 +255,7 @@ async function readBody(
       throw new PackRejectedError("pack with an empty body has body frames");
     }
     if (bodyTo !== undefined) await writeFile(bodyTo, new Uint8Array(0), { mode: 0o600 });
-    return;
+    return "written";
   }
   const firstLen = await frameLength();
   if (firstLen === 0) {
@@ -278,11 +289,14 @@ async function readBody(
         throw new PackRejectedError("pack content does not match its header's hash");
       }
     }
+    if (verify && options.takeFrame?.(header, index, first)) return "taken";
     // Synchronous: a small write costs less than a trip through the thread pool.
     if (bodyTo !== undefined) writeFileSync(bodyTo, body, { mode: 0o600 });
-    return;
+    return "written";
   }
-  const hasher = verify ? await newBlake3() : undefined;
+  // Hash the written file natively when we can (many times faster than hashing in wasm).
+  const hashFileAfter = verify && bodyTo !== undefined ? options.blake3File : undefined;
+  const hasher = verify && !hashFileAfter ? await newBlake3() : undefined;
   let produced = 0;
   const frames = async function* () {
     yield first;
@@ -343,9 +357,11 @@ async function readBody(
       `pack body is ${produced} bytes, its header declares ${header.bodySize}`,
     );
   }
-  if (hasher && hasher.digest() !== header.hash) {
+  const digest = hashFileAfter ? await hashFileAfter(bodyTo!) : hasher?.digest();
+  if (verify && digest !== header.hash) {
     throw new PackRejectedError("pack content does not match its header's hash");
   }
+  return "written";
 }
 
 /** Options of {@link readPack}. */

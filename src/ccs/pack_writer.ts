@@ -28,7 +28,6 @@ import {
   type PackKind,
   validateHeader,
 } from "./pack_format.ts";
-import { blake3FileHex, newBlake3 } from "./pack_hash.ts";
 
 /** The source file changed between hashing and packing: pack it again later. */
 export class SourceChangedError extends CncopError {
@@ -204,14 +203,12 @@ export async function writePack(
   try {
     f.putHeader(header);
     if (bodyPath !== undefined && header.bodySize > 0) {
-      const hasher = header.kind === "add" ? await newBlake3() : undefined;
       let read = 0;
       const source = createReadStream(bodyPath, { highWaterMark: 1 << 20 });
       const counted = async function* (src: AsyncIterable<Buffer>) {
         for await (const chunk of src) {
           read += chunk.length;
           if (read > header.bodySize) break; // grew while packing; caught below
-          hasher?.update(chunk);
           yield chunk;
         }
       };
@@ -240,7 +237,9 @@ export async function writePack(
           `${bodyPath} is ${read > header.bodySize ? "larger" : "smaller"} than when it was listed`,
         );
       }
-      if (hasher && hasher.digest() !== header.hash) {
+      // Hashed again after streaming, natively (far faster than hashing the stream in
+      // wasm): a file rewritten while it was packed no longer matches the header.
+      if (header.kind === "add" && (await native.blake3File(bodyPath)) !== header.hash) {
         throw new SourceChangedError(`${bodyPath} changed while it was packed (hash differs)`);
       }
     }
@@ -372,13 +371,8 @@ export interface PackAddOptions extends PackCommon {
  */
 export async function packAdd(outPath: string, o: PackAddOptions): Promise<PackWritten> {
   const st = await stat(o.source, { bigint: true });
-  let hash = o.hash;
-  let size = o.size ?? Number(st.size);
-  if (hash === undefined) {
-    const h = await blake3FileHex(o.source);
-    hash = h.hash;
-    size = h.size;
-  }
+  const size = o.size ?? Number(st.size);
+  const hash = o.hash ?? await native.blake3File(o.source);
   const header = baseHeader("add", o);
   header.size = size;
   header.bodySize = size;

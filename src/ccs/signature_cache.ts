@@ -25,8 +25,12 @@ export function sigPath(workDir: string, hash: string): string {
   return join(sigDir(workDir), `${hash}.sig`);
 }
 
-/** Files this small are not worth a signature: a pack-add is about as small as a delta. */
-export const MIN_SIG_SIZE = 16 * 1024;
+/**
+ * Files below this size get no signature when they are sent: writing one per small file
+ * doubled the reads of an initial backup, and an update of a small file fetches its base's
+ * signature from the network instead (one request, for the rare file that changes).
+ */
+export const MIN_SIG_SIZE = 1024 * 1024;
 
 /** Writes the signature of `file` to `out` (a pending signature, beside its pack). */
 export async function writeSignature(file: string, out: string): Promise<void> {

@@ -317,6 +317,14 @@ export class WorkDb {
     return (rows as unknown as ItemRow[]).map(toItem);
   }
 
+  /** Up to `limit` planned items of `job`'s `stage` with ids above `after`, in id order. */
+  planned(job: number, stage: number, after: number, limit: number): WorkItem[] {
+    return (this.stmt(
+      `SELECT * FROM items WHERE job = ? AND state = 'planned' AND stage = ? AND id > ?
+       ORDER BY id LIMIT ?`,
+    ).all(job, stage, after, limit) as unknown as ItemRow[]).map(toItem);
+  }
+
   /** One item, or undefined. */
   item(id: number): WorkItem | undefined {
     const r = this.stmt("SELECT * FROM items WHERE id = ?").get(id);

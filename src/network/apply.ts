@@ -6,13 +6,14 @@
  * @module
  */
 import { randomBytes } from "node:crypto";
-import { open, rm, stat } from "node:fs/promises";
+import { open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { messageOf, PackRejectedError } from "../core/errors.ts";
 import type { PackHeader } from "../ccs/pack_format.ts";
 import { readPackEntries } from "../ccs/pack_reader.ts";
 import type { Catalog, JobRow } from "./catalog.ts";
 import { loadNative } from "./native.ts";
+import { SMALL_BLOB_MAX, type SmallBlob } from "./small_blobs.ts";
 import type { BlobStore } from "./storage.ts";
 
 /** What applying one entry of a pack did. */
@@ -95,16 +96,24 @@ async function applyNow(
   const done = catalog.appliedPack(job.id, sha);
   if (done !== undefined) return JSON.parse(done) as ApplyResult;
   const native = await loadNative();
-  const tmpBase = join(blobs.tmpDir, randomBytes(12).toString("hex"));
+  const tmpPrefix = randomBytes(12).toString("hex");
+  const tmpBase = join(blobs.tmpDir, tmpPrefix);
   const bodyOf = (i: number) => `${tmpBase}-${i}.body`;
   const patchedOf = (i: number) => `${tmpBase}-${i}.new`;
   const headers: PackHeader[] = [];
+  const frames: SmallBlob[] = [];
   try {
     headers.push(
       ...await readPackEntries(packPath, {
         bodyTo: (h, i) => (h.kind === "add" || h.kind === "update" ? bodyOf(i) : undefined),
+        takeFrame: (h, _i, frame) => {
+          if (h.size > SMALL_BLOB_MAX) return false;
+          frames.push({ hash: h.hash, size: h.size, compression: h.compression, frame });
+          return true;
+        },
         maxBodySize: ctx.maxBodySize,
         blake3: native.blake3,
+        blake3File: native.blake3File,
         sync: false, // putMany() below makes what is kept durable, all at once
       }),
     );
@@ -115,13 +124,16 @@ async function applyNow(
     }
     // Contents first (verified, patched, durable), then one catalog transaction.
     const contents: { hash: string; file: string }[] = [];
+    const small = new Set(frames.map((f) => f.hash));
     for (const [i, header] of headers.entries()) {
-      if (header.kind === "add") contents.push({ hash: header.hash, file: bodyOf(i) });
-      else if (header.kind === "update") {
+      if (header.kind === "add") {
+        if (!small.has(header.hash)) contents.push({ hash: header.hash, file: bodyOf(i) });
+      } else if (header.kind === "update") {
         await patchEntry(ctx, deviceId, job, header, bodyOf(i), patchedOf(i));
         contents.push({ hash: header.hash, file: patchedOf(i) });
       }
     }
+    await blobs.putFrames(deviceId, frames);
     await blobs.putMany(deviceId, contents);
     return catalog.tx(() => {
       const at = catalog.now();
@@ -135,9 +147,9 @@ async function applyNow(
       return r;
     });
   } finally {
-    for (let i = 0; i < Math.max(1, headers.length); i++) {
-      await rm(bodyOf(i), { force: true });
-      await rm(patchedOf(i), { force: true });
+    // Only what may still exist: bodies not consumed by putMany, patched contents.
+    for (const f of await readdir(blobs.tmpDir).catch(() => [] as string[])) {
+      if (f.startsWith(tmpPrefix)) await rm(join(blobs.tmpDir, f), { force: true });
     }
   }
 }

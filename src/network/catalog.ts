@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { DatabaseSync, SQLInputValue } from "node:sqlite";
+import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import { openSqlite, transaction } from "../core/sqlite.ts";
 
 /** A registered device. */
@@ -161,14 +161,21 @@ export class Catalog {
     return transaction(this.db, fn);
   }
 
+  // Prepared once per SQL text: a pack of thousands of entries runs the same few statements.
+  #stmts = new Map<string, StatementSync>();
+  #stmt(sql: string): StatementSync {
+    let s = this.#stmts.get(sql);
+    if (!s) this.#stmts.set(sql, s = this.db.prepare(sql));
+    return s;
+  }
   #get<T>(sql: string, ...params: SQLInputValue[]): T | undefined {
-    return this.db.prepare(sql).get(...params) as T | undefined;
+    return this.#stmt(sql).get(...params) as T | undefined;
   }
   #all<T>(sql: string, ...params: SQLInputValue[]): T[] {
-    return this.db.prepare(sql).all(...params) as T[];
+    return this.#stmt(sql).all(...params) as T[];
   }
   #run(sql: string, ...params: SQLInputValue[]) {
-    return this.db.prepare(sql).run(...params);
+    return this.#stmt(sql).run(...params);
   }
 
   // --- devices ---

@@ -32,5 +32,13 @@ export async function openDataDir(
     for (const f of await readdir(blobs.tmpDir)) await rm(join(blobs.tmpDir, f), { force: true });
   }
   const catalog = new Catalog(join(dir, "catalog.db"));
-  return { dir, catalog, blobs, close: () => catalog.close() };
+  return {
+    dir,
+    catalog,
+    blobs,
+    close: () => {
+      catalog.close();
+      blobs.close();
+    },
+  };
 }

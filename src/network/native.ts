@@ -9,7 +9,7 @@ import type { NativeCore } from "../native/types.ts";
 /** The subset of the native core the network uses. */
 export type NetworkNative = Pick<
   NativeCore,
-  "patch" | "signature" | "delta" | "blake3File" | "blake3" | "syncFs"
+  "patch" | "signature" | "delta" | "blake3File" | "blake3" | "syncFs" | "zstdDecompress"
 >;
 
 let loaded: Promise<NetworkNative> | undefined;
@@ -34,6 +34,7 @@ export function loadNative(): Promise<NetworkNative> {
       blake3File: pick("blake3File"),
       blake3: pick("blake3"),
       syncFs: pick("syncFs"),
+      zstdDecompress: pick("zstdDecompress"),
     } as NetworkNative;
   })();
   return loaded;

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Readable } from "node:stream";
+import type { SmallBlob } from "./small_blobs.ts";
 
 /** A byte range, both ends inclusive (as in HTTP `Range`). */
 export interface ByteRange {
@@ -30,6 +31,11 @@ export interface BlobStore {
    * pack of hundreds of small files must not cost hundreds of serial fsyncs).
    */
   putMany(device: number, blobs: readonly { hash: string; file: string }[]): Promise<void>;
+  /**
+   * Stores small blobs (at most 1 MiB each) given as the pack frames they arrived in, in
+   * one durable step. Like {@link put}, a blob already there only has its age refreshed.
+   */
+  putFrames(device: number, blobs: readonly SmallBlob[]): Promise<void>;
   /** Reads a blob (or a range of it). */
   read(device: number, hash: string, range?: ByteRange): Readable;
   /** A local file path with the blob's content (for patching); call `release` when done. */

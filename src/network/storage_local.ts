@@ -4,12 +4,15 @@
  * @module
  */
 import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, utimesSync } from "node:fs";
-import { mkdir, readdir, rename, rm, stat, utimes } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
+import { ZSTD_WINDOW_LOG_MAX } from "../ccs/pack_format.ts";
 import { errnoCode } from "../core/errors.ts";
 import { syncDir, syncFile } from "./durable.ts";
 import { loadNative } from "./native.ts";
+import { type SmallBlob, SmallBlobs } from "./small_blobs.ts";
 import type { BlobStore, ByteRange } from "./storage.ts";
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -29,21 +32,54 @@ async function eachLimit<T>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
-/** A {@link BlobStore} on a local directory. */
+/**
+ * A {@link BlobStore} on a local directory: large blobs are files, small ones rows of
+ * `blobs/small.db` ({@link SmallBlobs}).
+ */
 export class LocalBlobStore implements BlobStore {
   readonly name = "local";
   readonly root: string;
   readonly tmpDir: string;
+  #small: SmallBlobs | undefined;
 
   constructor(dataDir: string) {
     this.root = join(dataDir, "blobs");
     this.tmpDir = join(dataDir, "tmp");
   }
 
-  /** Creates the directories. */
+  /** Creates the directories and opens the small-blob database. */
   async init(): Promise<void> {
     await mkdir(this.root, { recursive: true });
     await mkdir(this.tmpDir, { recursive: true });
+    const native = await loadNative();
+    this.#small ??= new SmallBlobs(
+      join(this.root, "small.db"),
+      (frame, size) => native.zstdDecompress(frame, size, ZSTD_WINDOW_LOG_MAX),
+    );
+  }
+
+  get #smalls(): SmallBlobs {
+    if (!this.#small) throw new Error("LocalBlobStore: init() was not called");
+    return this.#small;
+  }
+
+  /** Closes the small-blob database. */
+  close(): void {
+    this.#small?.close();
+    this.#small = undefined;
+  }
+
+  putFrames(device: number, blobs: readonly SmallBlob[]): Promise<void> {
+    // A blob already stored as a file stays a file.
+    const now = new Date();
+    const fresh = blobs.filter((b) => {
+      const p = this.#path(device, b.hash);
+      if (!existsSync(p)) return true;
+      utimesSync(p, now, now);
+      return false;
+    });
+    this.#smalls.putMany(device, fresh);
+    return Promise.resolve();
   }
 
   #path(device: number, hash: string): string {
@@ -52,6 +88,8 @@ export class LocalBlobStore implements BlobStore {
   }
 
   async size(device: number, hash: string): Promise<number | undefined> {
+    const small = this.#smalls.size(device, hash);
+    if (small !== undefined) return small;
     try {
       return (await stat(this.#path(device, hash))).size;
     } catch (err) {
@@ -108,15 +146,35 @@ export class LocalBlobStore implements BlobStore {
   }
 
   read(device: number, hash: string, range?: ByteRange): Readable {
+    let small: Uint8Array | undefined;
+    try {
+      small = this.#smalls.get(device, hash);
+    } catch (err) {
+      // A damaged frame: fail the stream like a damaged file would, not the caller.
+      const r = new Readable({ read() {} });
+      r.destroy(err as Error);
+      return r;
+    }
+    if (small) {
+      return Readable.from([range ? small.subarray(range.start, range.end + 1) : small]);
+    }
     const opts = range ? { start: range.start, end: range.end } : {};
     return createReadStream(this.#path(device, hash), { ...opts, highWaterMark: 1 << 20 });
   }
 
-  localPath(device: number, hash: string): Promise<{ path: string; release(): Promise<void> }> {
-    return Promise.resolve({ path: this.#path(device, hash), release: () => Promise.resolve() });
+  async localPath(
+    device: number,
+    hash: string,
+  ): Promise<{ path: string; release(): Promise<void> }> {
+    const small = this.#smalls.get(device, hash);
+    if (!small) return { path: this.#path(device, hash), release: () => Promise.resolve() };
+    const tmp = join(this.tmpDir, `${randomBytes(12).toString("hex")}.small`);
+    await writeFile(tmp, small, { mode: 0o600 });
+    return { path: tmp, release: () => rm(tmp, { force: true }) };
   }
 
   async remove(device: number, hash: string, olderThanMs: number): Promise<boolean> {
+    if (this.#smalls.remove(device, hash, olderThanMs)) return true;
     const p = this.#path(device, hash);
     try {
       const st = await stat(p);
@@ -130,6 +188,7 @@ export class LocalBlobStore implements BlobStore {
   }
 
   async *list(): AsyncIterable<{ device: number; hash: string; size: number }> {
+    yield* this.#smalls.list();
     for (const dev of await readdir(this.root).catch(() => [] as string[])) {
       if (!/^\d+$/.test(dev)) continue;
       const devDir = join(this.root, dev);

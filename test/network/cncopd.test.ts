@@ -15,6 +15,7 @@ import {
 } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
+import { DatabaseSync } from "node:sqlite";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { packAdd, packDelete, packMove, packUpdate } from "../../src/ccs/pack_writer.ts";
@@ -473,39 +474,57 @@ describe("cncopd check and restore verification", () => {
     await d.cleanup();
   });
 
-  test("content ranges, request limits, a corrupt blob found by check and refused by restore", async () => {
-    const f = join(work, "chk.bin");
-    const data = randomBytes(100_000);
-    await writeFile(f, data);
-    const up = await client.uploadPack(
-      "20",
-      (await packAdd(packPath(), { job: "20", path: "chk.bin", source: f })).path,
-    );
-    const v = up.result.version!;
-    const parts: Buffer[] = [];
-    for await (const c of await client.openContent("20", v, 99_000)) parts.push(c as Buffer);
-    assert.deepEqual(Buffer.concat(parts), data.subarray(99_000));
+  // 100 kB is kept in blobs/small.db, 1.5 MB as a file: both are checked and verified.
+  for (const size of [100_000, 1_500_000]) {
+    test(`content ranges, request limits, a corrupt ${size}-byte blob found by check and refused by restore`, async () => {
+      const job = String(20 + size % 7);
+      const f = join(work, `chk-${size}.bin`);
+      const data = randomBytes(size);
+      await writeFile(f, data);
+      const up = await client.uploadPack(
+        job,
+        (await packAdd(packPath(), { job, path: "chk.bin", source: f })).path,
+      );
+      const v = up.result.version!;
+      const parts: Buffer[] = [];
+      for await (const c of await client.openContent(job, v, size - 1000)) parts.push(c as Buffer);
+      assert.deepEqual(Buffer.concat(parts), data.subarray(size - 1000));
 
-    await assert.rejects(
-      client.sendReport("20", "JE", { blob: "x".repeat(2 * 1024 * 1024) }),
-      (e: unknown) => e instanceof NetworkError && e.status === 413,
-    );
+      await assert.rejects(
+        client.sendReport(job, "JE", { blob: "x".repeat(2 * 1024 * 1024) }),
+        (e: unknown) => e instanceof NetworkError && e.status === 413,
+      );
 
-    assert.equal((await d.admin(["check"])).code, 0);
-    const hash = (await client.version("20", v)).hash;
-    const blob = join(d.dataDir, "blobs", "1", hash.slice(0, 2), hash.slice(2, 4), hash);
-    const bytes = await readFile(blob);
-    bytes[500]! ^= 1;
-    await writeFile(blob, bytes);
-    const c = await d.admin(["check"]);
-    assert.equal(c.code, 1);
-    assert.match(c.stdout, new RegExp(`corrupt\\tdevice 1\\t${hash}`));
-    await assert.rejects(
-      restoreFiles({ client, job: "20", to: join(work, "chk-to") }),
-      /does not match its hash/,
-    );
-    await assert.rejects(stat(join(work, "chk-to", "chk.bin")), { code: "ENOENT" });
-    await rm(blob);
-    assert.match((await d.admin(["check"])).stdout, /missing\tdevice 1/);
-  });
+      const hash = (await client.version(job, v)).hash;
+      // (An earlier case's blob may be reported missing by now; this one is sound.)
+      assert.doesNotMatch((await d.admin(["check"])).stdout, new RegExp(hash));
+      const blob = join(d.dataDir, "blobs", "1", hash.slice(0, 2), hash.slice(2, 4), hash);
+      const small = size <= 1024 * 1024;
+      assert.equal(existsSync(blob), !small);
+      const db = small ? new DatabaseSync(join(d.dataDir, "blobs", "small.db")) : undefined;
+      if (db) {
+        const row = db.prepare("SELECT frame FROM small WHERE hash = ?").get(hash) as {
+          frame: Uint8Array;
+        };
+        const frame = Buffer.from(row.frame);
+        frame[frame.length >> 1]! ^= 1;
+        db.prepare("UPDATE small SET frame = ? WHERE hash = ?").run(frame, hash);
+      } else {
+        const bytes = await readFile(blob);
+        bytes[500]! ^= 1;
+        await writeFile(blob, bytes);
+      }
+      const c = await d.admin(["check"]);
+      assert.equal(c.code, 1);
+      assert.match(c.stdout, new RegExp(`corrupt\\tdevice 1\\t${hash}`));
+      const to = join(work, `chk-to-${size}`);
+      await assert.rejects(restoreFiles({ client, job, to }));
+      await assert.rejects(stat(join(to, "chk.bin")), { code: "ENOENT" });
+      if (db) {
+        db.prepare("DELETE FROM small WHERE hash = ?").run(hash);
+        db.close();
+      } else await rm(blob);
+      assert.match((await d.admin(["check"])).stdout, /missing\tdevice 1/);
+    });
+  }
 });
