@@ -174,6 +174,31 @@ test("an upload being appended to right now is never swept", async () => {
   }
 });
 
+test("a running server sweeps periodically", async () => {
+  const dataDir = join(tempDir(), "data");
+  const s = await startServer({
+    dataDir,
+    port: 0,
+    uploadExpiryMs: DAY,
+    uploadSweepMs: 20, // hourly by default
+    log: () => {},
+  });
+  try {
+    const token = "cncop_test-token-periodic";
+    s.data.catalog.addDevice("dev1", tokenHash(token));
+    await partial(s.url, token, "left", 100);
+    age(partOf(dataDir, "left"), 2 * DAY);
+    // No request and no call: only the timer can remove it.
+    for (let i = 0; i < 1000 && existsSync(partOf(dataDir, "left")); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(!existsSync(partOf(dataDir, "left")), "the periodic sweep removed it");
+    assert.equal((await call(s.url, token, "GET", "/v1/jobs/7/uploads/left")).status, 404);
+  } finally {
+    await s.close();
+  }
+});
+
 test("ages parse with units", () => {
   assert.equal(parseAge("--x", "7d"), 7 * DAY);
   assert.equal(parseAge("--x", "12h"), 12 * 3600_000);
