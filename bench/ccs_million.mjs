@@ -175,6 +175,15 @@ for (const r of results) {
     } MB | ${peak <= 200 ? "met" : "missed"} (<= 200 MB) |`,
   );
 }
+// For bench/ccs.mjs --million.
+console.log(
+  "RESULT " + JSON.stringify({
+    files,
+    nqMb: Math.max(...results.map((r) => r.rssMb)),
+    cncopdMb: Math.max(...results.map((r) => r.serverMb)),
+    secs: results.map((r) => r.secs),
+  }),
+);
 if (!args.includes("--keep")) {
   for (const d of ["home", "cncopd"]) {
     await fs.rm(path.join(work, d), { recursive: true, force: true });
