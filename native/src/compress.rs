@@ -5,6 +5,8 @@
 use std::cell::RefCell;
 use std::io;
 
+use rayon::prelude::*;
+
 use zstd::bulk::{Compressor, Decompressor};
 use zstd::zstd_safe::DParameter;
 
@@ -40,9 +42,98 @@ pub fn decompress(data: &[u8], max: usize, window_log_max: u32) -> io::Result<Ve
     })
 }
 
+/// Compresses each body at `level`, in parallel over the rayon pool.
+pub fn compress_many(bodies: &[Vec<u8>], level: i32) -> io::Result<Vec<Vec<u8>>> {
+    bodies.par_iter().map(|b| compress(b, level)).collect()
+}
+
+/// One body to verify: its frame as stored, whether zstd, the size and BLAKE3 it must have.
+pub struct FrameCheck {
+    pub frame: Vec<u8>,
+    pub zstd: bool,
+    pub size: usize,
+    pub blake3: String,
+}
+
+/// Checks each frame in parallel: "" when it decodes to `size` bytes hashing to `blake3`,
+/// else what is wrong.
+pub fn verify_many(checks: &[FrameCheck], window_log_max: u32) -> Vec<String> {
+    checks
+        .par_iter()
+        .map(|c| {
+            let owned;
+            let body: &[u8] = if c.zstd {
+                match decompress(&c.frame, c.size, window_log_max) {
+                    Ok(b) => {
+                        owned = b;
+                        &owned
+                    }
+                    Err(e) => {
+                        return format!(
+                            "body is corrupt or larger than its declared {} bytes: {e}",
+                            c.size
+                        )
+                    }
+                }
+            } else {
+                &c.frame
+            };
+            if body.len() != c.size {
+                return format!(
+                    "body is {} bytes, its header declares {}",
+                    body.len(),
+                    c.size
+                );
+            }
+            if crate::hash::blake3_hex(body) != c.blake3 {
+                return "content does not match its header's hash".to_string();
+            }
+            String::new()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_at_once_in_parallel() {
+        let bodies: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 1000 + i as usize]).collect();
+        let frames = compress_many(&bodies, 3).unwrap();
+        let mut checks: Vec<FrameCheck> = frames
+            .iter()
+            .zip(&bodies)
+            .map(|(f, b)| FrameCheck {
+                frame: f.clone(),
+                zstd: true,
+                size: b.len(),
+                blake3: crate::hash::blake3_hex(b),
+            })
+            .collect();
+        checks.push(FrameCheck {
+            frame: b"raw".to_vec(),
+            zstd: false,
+            size: 3,
+            blake3: crate::hash::blake3_hex(b"raw"),
+        });
+        checks.push(FrameCheck {
+            frame: frames[0].clone(),
+            zstd: true,
+            size: 10,
+            blake3: String::new(),
+        });
+        checks.push(FrameCheck {
+            frame: frames[1].clone(),
+            zstd: true,
+            size: bodies[1].len(),
+            blake3: "00".into(),
+        });
+        let r = verify_many(&checks, 23);
+        assert!(r[..51].iter().all(String::is_empty), "{r:?}");
+        assert!(r[51].contains("larger than its declared 10"));
+        assert!(r[52].contains("hash"));
+    }
 
     #[test]
     fn round_trips_and_bounds_the_output() {

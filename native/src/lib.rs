@@ -45,7 +45,9 @@ pub fn xxh3(data: Uint8Array) -> String {
 /// One zstd frame of `data` at `level` (a per-thread context is reused).
 #[napi]
 pub fn zstd_compress(data: Uint8Array, level: i32) -> Result<Buffer> {
-    compress::compress(&data, level).map(Buffer::from).map_err(err)
+    compress::compress(&data, level)
+        .map(Buffer::from)
+        .map_err(err)
 }
 
 /// Decompresses zstd `data` into at most `maxSize` bytes, with a window of at most
@@ -55,6 +57,83 @@ pub fn zstd_decompress(data: Uint8Array, max_size: u32, window_log_max: u32) -> 
     compress::decompress(&data, max_size as usize, window_log_max)
         .map(Buffer::from)
         .map_err(err)
+}
+
+pub struct CompressManyTask {
+    bodies: Vec<Vec<u8>>,
+    level: i32,
+}
+
+impl Task for CompressManyTask {
+    type Output = Vec<Vec<u8>>;
+    type JsValue = Vec<Buffer>;
+    fn compute(&mut self) -> Result<Vec<Vec<u8>>> {
+        compress::compress_many(&self.bodies, self.level).map_err(err)
+    }
+    fn resolve(&mut self, _env: Env, out: Vec<Vec<u8>>) -> Result<Vec<Buffer>> {
+        Ok(out.into_iter().map(Buffer::from).collect())
+    }
+}
+
+/// zstd frames of many bodies at `level`, compressed in parallel off the JS thread.
+#[napi(ts_return_type = "Promise<Buffer[]>")]
+pub fn zstd_compress_many(bodies: Vec<Uint8Array>, level: i32) -> AsyncTask<CompressManyTask> {
+    AsyncTask::new(CompressManyTask {
+        bodies: bodies.iter().map(|b| b.to_vec()).collect(),
+        level,
+    })
+}
+
+pub struct VerifyFramesTask {
+    checks: Vec<compress::FrameCheck>,
+    window_log_max: u32,
+}
+
+impl Task for VerifyFramesTask {
+    type Output = Vec<String>;
+    type JsValue = Vec<String>;
+    fn compute(&mut self) -> Result<Vec<String>> {
+        Ok(compress::verify_many(&self.checks, self.window_log_max))
+    }
+    fn resolve(&mut self, _env: Env, out: Vec<String>) -> Result<Vec<String>> {
+        Ok(out)
+    }
+}
+
+/// Verifies pack body frames in parallel off the JS thread: frame i (zstd when `zstd[i]`)
+/// must decode to `sizes[i]` bytes with BLAKE3 `blake3[i]`. Resolves to "" per good frame,
+/// else the reason.
+#[napi(ts_return_type = "Promise<string[]>")]
+pub fn verify_frames(
+    frames: Vec<Uint8Array>,
+    zstd: Vec<bool>,
+    sizes: Vec<u32>,
+    blake3: Vec<String>,
+    window_log_max: u32,
+) -> Result<AsyncTask<VerifyFramesTask>> {
+    let n = frames.len();
+    if zstd.len() != n || sizes.len() != n || blake3.len() != n {
+        return Err(Error::new(
+            Status::InvalidArg,
+            "verifyFrames: arrays of different lengths",
+        ));
+    }
+    let checks = frames
+        .iter()
+        .zip(zstd)
+        .zip(sizes)
+        .zip(blake3)
+        .map(|(((f, z), s), h)| compress::FrameCheck {
+            frame: f.to_vec(),
+            zstd: z,
+            size: s as usize,
+            blake3: h,
+        })
+        .collect();
+    Ok(AsyncTask::new(VerifyFramesTask {
+        checks,
+        window_log_max,
+    }))
 }
 
 /// BLAKE3-256 of a buffer, 64 lowercase hex digits.

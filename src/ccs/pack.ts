@@ -336,6 +336,22 @@ async function prepareOne(
   }
 }
 
+/** Small bodies compressed per call to the native core. */
+const COMPRESS_BATCH = 64;
+/** zstd level of shared packs. */
+const LEVEL = 3;
+
+/** The zstd frame of each entry's body (an empty array where there is nothing to compress). */
+async function compressBodies(entries: Prepared[]): Promise<Uint8Array[]> {
+  const idx = entries.flatMap((p, i) =>
+    p.body && p.body.length > 0 && p.header.compression === "zstd" ? [i] : []
+  );
+  const frames = await native.zstdCompressMany(idx.map((i) => entries[i]!.body!), LEVEL);
+  const out: Uint8Array[] = entries.map(() => new Uint8Array(0));
+  idx.forEach((i, k) => (out[i] = frames[k]!));
+  return out;
+}
+
 /** Completes a shared pack and marks its items ready, in one transaction. */
 async function closePack(c: PackContext, open: OpenPack, s: PackStats): Promise<void> {
   const w = await open.builder.finish();
@@ -381,15 +397,19 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   const parallel = Math.max(1, c.parallel ?? 4);
   let done = 0;
   let open: OpenPack | undefined;
-  // One writer: appends run one after the other, in the order workers finish.
+  // Prepared entries gather in batches; a batch's bodies are compressed at once off the JS
+  // thread (on both cores) while the workers read on, then one writer appends batches in
+  // order.
   let writer: Promise<void> = Promise.resolve();
-  const append = (p: Prepared) => {
-    writer = writer.then(async () => {
+  let batch: Prepared[] = [];
+  let batches = 0;
+  const addAll = async (entries: Prepared[], frames: Uint8Array[]) => {
+    for (const [i, p] of entries.entries()) {
       if (!open) {
         const name = `${join(c.workDir, itemFileBase(c.job, p.item.id))}.pack`;
         open = { builder: await PackBuilder.create(name), entries: [] };
       }
-      await open.builder.add(p.header, p.body);
+      await open.builder.add(p.header, p.body, frames[i]);
       open.entries.push(p);
       if (
         open.builder.bodyBytes >= PACK_TARGET_BYTES ||
@@ -399,8 +419,29 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
         open = undefined;
         await closePack(c, full, s);
       }
+    }
+  };
+  const flushBatch = () => {
+    if (batch.length === 0) return writer;
+    const entries = batch;
+    batch = [];
+    batches++;
+    const compressed = compressBodies(entries);
+    compressed.catch(() => {}); // reported through the writer
+    writer = writer.then(async () => {
+      try {
+        await addAll(entries, await compressed);
+      } finally {
+        batches--;
+      }
     });
+    writer.catch(() => {}); // handled: a failure surfaces where the writer is awaited
     return writer;
+  };
+  const append = async (p: Prepared) => {
+    batch.push(p);
+    if (batch.length >= COMPRESS_BATCH) flushBatch();
+    if (batches > 4) await writer; // bounded memory: at most a few batches in flight
   };
   try {
     for (let stage = 0; stage <= 2; stage++) {
@@ -422,7 +463,7 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
       }
       // A stage's packs are complete before the next stage's begin (the dequeuer sends
       // stage by stage).
-      await writer;
+      await flushBatch();
       if (open) {
         const last: OpenPack = open;
         open = undefined;

@@ -157,11 +157,15 @@ export interface ReadEntriesOptions {
   /** fsync each body file before resolving. @default true */
   sync?: boolean;
   /**
-   * Offered each verified add body that came in one frame of at most 4 MiB, as stored in
-   * the pack (`header.compression`); returning true keeps it with the caller, and no body
-   * file is written for it.
+   * Add bodies that came in one frame of at most 4 MiB and that `wants` says yes to are
+   * not written to a file: they are verified in parallel batches off the JS thread and,
+   * once the whole pack is sound, handed to `take` as stored in the pack (compressed as
+   * `header.compression` says), in pack order.
    */
-  takeFrame?: (header: PackHeader, index: number, frame: Uint8Array) => boolean;
+  frames?: {
+    wants: (header: PackHeader) => boolean;
+    take: (header: PackHeader, index: number, frame: Uint8Array) => void;
+  };
   /** BLAKE3 hex of a file; when given, a streamed body is hashed after it is written. */
   blake3File?: (path: string) => Promise<string>;
   /** BLAKE3 hex of a buffer. @default the native core's */
@@ -188,6 +192,7 @@ export async function readPackEntries(
   const headers: PackHeader[] = [];
   const maxBody = options.maxBodySize ?? DEFAULT_MAX_BODY;
   const maxEntries = options.maxEntries ?? MAX_ENTRIES;
+  const deferred = new FrameBatches();
   try {
     const format = await readMagic(r);
     for (;;) {
@@ -202,9 +207,8 @@ export async function readPackEntries(
       }
       const bodyTo = options.bodyTo?.(header, headers.length);
       if (bodyTo !== undefined) written.push(bodyTo);
-      if ((await readBody(r, header, headers.length, bodyTo, options)) === "taken") {
-        if (bodyTo !== undefined) written.pop();
-      }
+      const how = await readBody(r, header, headers.length, bodyTo, options, deferred);
+      if (how === "deferred" && bodyTo !== undefined) written.pop();
       headers.push(header);
       if (format === 1) break; // one entry, the trailer follows
     }
@@ -214,6 +218,7 @@ export async function readPackEntries(
       throw new PackRejectedError("pack checksum does not match (the file is corrupt)");
     }
     if (!(await r.atEnd())) throw new PackRejectedError("pack has bytes after its checksum");
+    for (const d of await deferred.verified()) options.frames!.take(d.header, d.index, d.frame);
     if (options.sync !== false) {
       for (const p of written) {
         const fh = await open(p, "r+");
@@ -226,10 +231,51 @@ export async function readPackEntries(
     }
     return headers;
   } catch (err) {
+    await deferred.settled();
     for (const p of written) await rm(p, { force: true });
     throw err;
   } finally {
     await r.close();
+  }
+}
+
+/** Deferred one-frame bodies, verified natively in batches while the rest is read. */
+class FrameBatches {
+  #batch: { header: PackHeader; index: number; frame: Uint8Array }[] = [];
+  #running: Promise<{ header: PackHeader; index: number; frame: Uint8Array }[]>[] = [];
+
+  add(header: PackHeader, index: number, frame: Uint8Array): void {
+    this.#batch.push({ header, index, frame });
+    if (this.#batch.length >= 256) this.#start();
+  }
+
+  #start(): void {
+    const batch = this.#batch;
+    this.#batch = [];
+    const checks = batch.map((d) => ({
+      frame: d.frame,
+      zstd: d.header.compression === "zstd",
+      size: d.header.bodySize,
+      blake3: d.header.hash,
+    }));
+    this.#running.push(
+      native.verifyFrames(checks, ZSTD_WINDOW_LOG_MAX).then((problems) => {
+        const bad = problems.findIndex((p) => p !== "");
+        if (bad >= 0) throw new PackRejectedError(`pack ${problems[bad]}`);
+        return batch;
+      }),
+    );
+  }
+
+  /** Every deferred body, in order, once all are verified. */
+  async verified(): Promise<{ header: PackHeader; index: number; frame: Uint8Array }[]> {
+    if (this.#batch.length) this.#start();
+    return (await Promise.all(this.#running)).flat();
+  }
+
+  /** Waits for running batches (after a rejection) so none outlives the read. */
+  async settled(): Promise<void> {
+    await Promise.allSettled(this.#running);
   }
 }
 
@@ -240,7 +286,8 @@ async function readBody(
   index: number,
   bodyTo: string | undefined,
   options: ReadEntriesOptions,
-): Promise<"written" | "taken"> {
+  deferred: FrameBatches,
+): Promise<"written" | "deferred"> {
   const verify = header.kind === "add" && options.verifyContent !== false;
   const frameLength = async () => {
     const len = u32(await r.read(4, "frame length"));
@@ -264,6 +311,10 @@ async function readBody(
   const first = await r.read(firstLen, "body");
   const secondLen = await frameLength();
   if (secondLen === 0 && header.bodySize <= ONE_SHOT_MAX) {
+    if (verify && options.frames?.wants(header)) {
+      deferred.add(header, index, first);
+      return "deferred";
+    }
     // The common small entry: one call, no stream machinery.
     let body: Uint8Array = first;
     if (header.compression === "zstd") {
@@ -289,7 +340,6 @@ async function readBody(
         throw new PackRejectedError("pack content does not match its header's hash");
       }
     }
-    if (verify && options.takeFrame?.(header, index, first)) return "taken";
     // Synchronous: a small write costs less than a trip through the thread pool.
     if (bodyTo !== undefined) writeFileSync(bodyTo, body, { mode: 0o600 });
     return "written";

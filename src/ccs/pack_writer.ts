@@ -290,12 +290,13 @@ export class PackBuilder {
 
   /**
    * Appends an entry. `body` must be exactly `header.bodySize` bytes; an add's body must
-   * match `header.hash` (the caller hashed it). A zstd body that does not shrink is stored
-   * raw (`compression` becomes "none").
+   * match `header.hash` (the caller hashed it). `compressed`, when given, is the body's zstd
+   * frame made by the caller (else it is compressed here). A zstd body that does not shrink
+   * is stored raw (`compression` becomes "none").
    *
    * @throws {PackRejectedError} when the header is invalid.
    */
-  async add(header: PackHeader, body?: Uint8Array): Promise<void> {
+  async add(header: PackHeader, body?: Uint8Array, compressed?: Uint8Array): Promise<void> {
     const size = body?.length ?? 0;
     if (size !== header.bodySize) {
       throw new CncopError(`PackBuilder: body of ${size} bytes, header says ${header.bodySize}`);
@@ -306,7 +307,7 @@ export class PackBuilder {
     if (this.headers.length >= MAX_ENTRIES) throw new CncopError("PackBuilder: pack is full");
     let frame = body;
     if (body && size > 0 && header.compression === "zstd") {
-      const z = native.zstdCompress(body, this.#level);
+      const z = compressed?.length ? compressed : native.zstdCompress(body, this.#level);
       if (z.length < size) frame = z;
       else header = { ...header, compression: "none" };
     }

@@ -71,6 +71,13 @@ export declare function signature(basePath: string, sigPath: string, blockSize?:
  */
 export declare function syncFs(path: string): Promise<boolean>
 
+/**
+ * Verifies pack body frames in parallel off the JS thread: frame i (zstd when `zstd[i]`)
+ * must decode to `sizes[i]` bytes with BLAKE3 `blake3[i]`. Resolves to "" per good frame,
+ * else the reason.
+ */
+export declare function verifyFrames(frames: Array<Uint8Array>, zstd: Array<boolean>, sizes: Array<number>, blake3: Array<string>, windowLogMax: number): Promise<string[]>
+
 /** Creates a VSS shadow copy of `volume` (e.g. `C:\`). Windows only; throws elsewhere. */
 export declare function vssCreate(volume: string): VssShadow
 
@@ -107,6 +114,9 @@ export declare function xxh3File(path: string): Promise<string>
 
 /** One zstd frame of `data` at `level` (a per-thread context is reused). */
 export declare function zstdCompress(data: Uint8Array, level: number): Buffer
+
+/** zstd frames of many bodies at `level`, compressed in parallel off the JS thread. */
+export declare function zstdCompressMany(bodies: Array<Uint8Array>, level: number): Promise<Buffer[]>
 
 /**
  * Decompresses zstd `data` into at most `maxSize` bytes, with a window of at most

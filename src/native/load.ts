@@ -37,6 +37,8 @@ const REQUIRED = [
   "syncFs",
   "zstdCompress",
   "zstdDecompress",
+  "zstdCompressMany",
+  "verifyFrames",
   "signature",
   "delta",
   "patch",

@@ -132,6 +132,17 @@ function addonCore(b: NativeBinding): NativeCore {
     syncFs: (path) => wrapAsync(b.syncFs(path)),
     zstdCompress: (data, level) => wrapSync(() => b.zstdCompress(data, level)),
     zstdDecompress: (data, max, wlog) => wrapSync(() => b.zstdDecompress(data, max, wlog)),
+    zstdCompressMany: (bodies, level) => wrapAsync(b.zstdCompressMany(bodies, level)),
+    verifyFrames: (checks, wlog) =>
+      wrapAsync(
+        b.verifyFrames(
+          checks.map((c) => c.frame),
+          checks.map((c) => c.zstd),
+          checks.map((c) => c.size),
+          checks.map((c) => c.blake3),
+          wlog,
+        ),
+      ),
     signature: (basePath, sigPath, blockSize = 0) =>
       wrapAsync(b.signature(basePath, sigPath, blockSize)),
     delta: (sigPath, newPath, deltaPath) => wrapAsync(b.delta(sigPath, newPath, deltaPath)),
@@ -173,6 +184,9 @@ export async function loadPortableCore(): Promise<NativeCore> {
     syncFs: (path) => wrapAsync(pDurable.syncFs(path)),
     zstdCompress: pCompress.zstdCompress,
     zstdDecompress: pCompress.zstdDecompress,
+    zstdCompressMany: (bodies, level) =>
+      Promise.resolve(bodies.map((b) => pCompress.zstdCompress(b, level))),
+    verifyFrames: (checks, wlog) => Promise.resolve(pCompress.verifyFrames(checks, wlog)),
     signature: (basePath, sigPath, blockSize) =>
       wrapAsync(pDelta.signature(basePath, sigPath, blockSize)),
     delta: (sigPath, newPath, deltaPath) => wrapAsync(pDelta.delta(sigPath, newPath, deltaPath)),

@@ -88,6 +88,14 @@ export interface NativeCore {
    * 2^`windowLogMax`; larger output or corrupt input throws.
    */
   zstdDecompress(data: Uint8Array, maxSize: number, windowLogMax: number): Uint8Array;
+  /** zstd frames of many bodies, compressed in parallel off the JS thread. */
+  zstdCompressMany(bodies: Uint8Array[], level: number): Promise<Uint8Array[]>;
+  /**
+   * Verifies pack body frames in parallel off the JS thread: each must decode (when
+   * `zstd`) to `size` bytes whose BLAKE3 is `blake3`. Resolves to "" per good frame, else
+   * the reason.
+   */
+  verifyFrames(checks: FrameCheck[], windowLogMax: number): Promise<string[]>;
   /**
    * Flushes the whole file system holding `path` to stable storage (Linux `syncfs`): one
    * barrier for many files just written. False where there is no such call; fsync each
@@ -133,4 +141,12 @@ export interface NativeCore {
 /** A held OS file lock. */
 export interface FileLock {
   release(): void;
+}
+
+/** One pack body frame for {@link NativeCore.verifyFrames}. */
+export interface FrameCheck {
+  frame: Uint8Array;
+  zstd: boolean;
+  size: number;
+  blake3: string;
 }

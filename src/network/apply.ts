@@ -106,12 +106,11 @@ async function applyNow(
     headers.push(
       ...await readPackEntries(packPath, {
         bodyTo: (h, i) => (h.kind === "add" || h.kind === "update" ? bodyOf(i) : undefined),
-        takeFrame: (h, _i, frame) => {
-          if (h.size > SMALL_BLOB_MAX) return false;
-          frames.push({ hash: h.hash, size: h.size, compression: h.compression, frame });
-          return true;
+        frames: {
+          wants: (h) => h.size <= SMALL_BLOB_MAX,
+          take: (h, _i, frame) =>
+            frames.push({ hash: h.hash, size: h.size, compression: h.compression, frame }),
         },
-        maxBodySize: ctx.maxBodySize,
         blake3: native.blake3,
         blake3File: native.blake3File,
         sync: false, // putMany() below makes what is kept durable, all at once

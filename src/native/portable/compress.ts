@@ -5,6 +5,8 @@
  * @module
  */
 import zlib from "node:zlib";
+import type { FrameCheck } from "../types.ts";
+import { blake3 } from "./hash.ts";
 
 /** One zstd frame of `data` at `level`. */
 export function zstdCompress(data: Uint8Array, level: number): Uint8Array {
@@ -30,4 +32,24 @@ export function zstdDecompress(
     }
     throw err;
   }
+}
+
+/** Checks each frame: "" when it decodes to its size and BLAKE3, else what is wrong. */
+export function verifyFrames(checks: FrameCheck[], windowLogMax: number): string[] {
+  return checks.map((c) => {
+    let body = c.frame;
+    if (c.zstd) {
+      try {
+        body = zstdDecompress(c.frame, c.size, windowLogMax);
+      } catch (err) {
+        return `body is corrupt or larger than its declared ${c.size} bytes: ${
+          (err as Error).message
+        }`;
+      }
+    }
+    if (body.length !== c.size) {
+      return `body is ${body.length} bytes, its header declares ${c.size}`;
+    }
+    return blake3(body) === c.blake3 ? "" : "content does not match its header's hash";
+  });
 }
