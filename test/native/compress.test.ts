@@ -25,6 +25,35 @@ describe("zstd and syncFs, native and portable", () => {
       assert.throws(() => c.zstdDecompress(randomBytes(100), 1000, 23));
     });
 
+    test(`${c.implementation}: zstdCompressMany and verifyFrames agree with the one-at-a-time calls`, async () => {
+      const bodies = [text, randomBytes(5000), Buffer.from("x")];
+      const frames = await c.zstdCompressMany(bodies, 3);
+      for (const [i, f] of frames.entries()) {
+        assert.deepEqual(Buffer.from(c.zstdDecompress(f, bodies[i]!.length, 23)), bodies[i]);
+      }
+      const checks = bodies.map((b, i) => ({
+        frame: frames[i]!,
+        zstd: true,
+        size: b.length,
+        blake3: c.blake3(b),
+      }));
+      checks.push({
+        frame: Buffer.from("raw"),
+        zstd: false,
+        size: 3,
+        blake3: c.blake3(Buffer.from("raw")),
+      });
+      assert.deepEqual(await c.verifyFrames(checks, 23), ["", "", "", ""]);
+      const bad = await c.verifyFrames([
+        { ...checks[0]!, size: 100 },
+        { ...checks[1]!, blake3: c.blake3(Buffer.from("other")) },
+        { ...checks[3]!, size: 4 },
+      ], 23);
+      assert.match(bad[0]!, /larger than its declared 100/);
+      assert.match(bad[1]!, /hash/);
+      assert.match(bad[2]!, /3 bytes/);
+    });
+
     test(`${c.implementation}: syncFs flushes where the platform can, refuses a missing path`, async () => {
       const dir = await mkdtemp(join(tmpdir(), "cncop-syncfs-"));
       try {
