@@ -21,7 +21,7 @@ import { native } from "../../src/native/mod.ts";
 import { NetworkClient } from "../../src/network/client.ts";
 import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
 import { tempDir } from "../helpers/tmp.ts";
-import { backup, ccsHome, cncop, treeDigest } from "../ccs/e2e_helpers.ts";
+import { backup, ccsHome, cncop, requestsDuring, treeDigest } from "../ccs/e2e_helpers.ts";
 
 let d: CncopdHandle;
 before(async () => {
@@ -53,7 +53,7 @@ function source(): string {
 
 test("cncopagent runs nq and dq together, then delivers the reports", async () => {
   const src = source();
-  const { home, jobId, token } = await ccsHome(d, src);
+  const { home, jobId, token, device } = await ccsHome(d, src);
   const r = await cncop(home, ["cncopagent", String(jobId)]);
   ok(r, "cncopagent");
   const out = join(tempDir(), "out");
@@ -72,6 +72,13 @@ test("cncopagent runs nq and dq together, then delivers the reports", async () =
   const out2 = join(tempDir(), "out");
   ok(await cncop(home, ["cncoprestore", String(jobId), "--to", out2]), "restore");
   assert.deepEqual(treeDigest(out2), treeDigest(src));
+
+  // Nothing changed: the agent asks the network nothing; only the run's reports are delivered.
+  const quiet = await requestsDuring(d, device, token, async () => {
+    ok(await cncop(home, ["cncopagent", String(jobId)]), "cncopagent, nothing changed");
+  });
+  assert.ok(quiet.length > 0, "the reports of the run were delivered");
+  for (const l of quiet) assert.match(l, / POST \/v1\/jobs\/\d+\/reports 20[01] /);
 });
 
 test("--dryrun prints the queues, sends nothing and forces the next full peek", async () => {
