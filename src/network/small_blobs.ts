@@ -42,6 +42,9 @@ export class SmallBlobs {
 
   constructor(path: string, inflate: Inflate) {
     this.#db = openSqlite(path);
+    // A rollback journal, not WAL: rows are appended in large batches, and WAL would write
+    // every frame twice (log, then checkpoint). Readers are rare (restore, check).
+    this.#db.exec("PRAGMA journal_mode = TRUNCATE");
     this.#db.exec(SCHEMA);
     this.#inflate = inflate;
   }
