@@ -402,7 +402,8 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   // order.
   let writer: Promise<void> = Promise.resolve();
   let batch: Prepared[] = [];
-  let batches = 0;
+  let batchBytes = 0;
+  let inflightBytes = 0;
   const addAll = async (entries: Prepared[], frames: Uint8Array[]) => {
     for (const [i, p] of entries.entries()) {
       if (!open) {
@@ -424,15 +425,17 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   const flushBatch = () => {
     if (batch.length === 0) return writer;
     const entries = batch;
+    const bytes = batchBytes;
     batch = [];
-    batches++;
+    batchBytes = 0;
+    inflightBytes += bytes;
     const compressed = compressBodies(entries);
     compressed.catch(() => {}); // reported through the writer
     writer = writer.then(async () => {
       try {
         await addAll(entries, await compressed);
       } finally {
-        batches--;
+        inflightBytes -= bytes;
       }
     });
     writer.catch(() => {}); // handled: a failure surfaces where the writer is awaited
@@ -440,8 +443,10 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   };
   const append = async (p: Prepared) => {
     batch.push(p);
-    if (batch.length >= COMPRESS_BATCH) flushBatch();
-    if (batches > 4) await writer; // bounded memory: at most a few batches in flight
+    batchBytes += p.body?.length ?? 0;
+    if (batch.length >= COMPRESS_BATCH || batchBytes >= 8 << 20) flushBatch();
+    // Bounded memory: file contents waiting to be compressed and written stay under 32 MB.
+    if (inflightBytes >= 32 << 20) await writer;
   };
   try {
     for (let stage = 0; stage <= 2; stage++) {

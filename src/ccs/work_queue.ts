@@ -388,11 +388,12 @@ export class WorkDb {
 
   /**
    * Claims the ready items of up to `max` packs of `job` for the dequeuer `pid` (every item
-   * of a pack, so a pack is sent once), all of the lowest stage that still has unfinished
+   * of a pack, so a pack is sent once; no further pack once `maxItems` are claimed), all of
+   * the lowest stage that still has unfinished
    * items (so a folder move is applied before what depends on it). Returns nothing while a
    * lower stage is still being planned, packed or sent.
    */
-  claim(job: number, pid: number, max: number): WorkItem[] {
+  claim(job: number, pid: number, max: number, maxItems = 16_000): WorkItem[] {
     return this.tx(() => {
       const low = this.stmt(
         "SELECT min(stage) AS s FROM items WHERE job = ? AND state IN ('planned', 'ready', 'sending')",
@@ -408,6 +409,8 @@ export class WorkDb {
       const s = this.stmt("UPDATE items SET state = 'sending', claimed_by = ? WHERE id = ?");
       const out: WorkItem[] = [];
       for (const { pack } of packs) {
+        // Bounded memory: whole packs only, and no more once the items fill a few packs.
+        if (out.length >= maxItems) break;
         for (const r of pick.all(job, pack) as unknown as ItemRow[]) {
           s.run(pid, r.id);
           out.push(toItem({ ...r, state: "sending", claimed_by: pid }));
