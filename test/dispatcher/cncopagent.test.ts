@@ -178,6 +178,18 @@ test("cncopagent starts the CCS dequeuer once a pack is ready, while the enqueue
   assert.equal(reports(h, "JF")[0]!.result, "OK");
 });
 
+test("cncopagent starts the CCS dequeuer once for packs still ready when the enqueuer ended", async () => {
+  const h = testHome();
+  addJob(h, { title: "Cloud", type: "CCS" });
+  // The enqueuer makes a pack ready and ends at once (before the dispatcher's next look).
+  installAgentWithArgs(h, "backupagentnq", ["--ready-item"]);
+  installAgentWithArgs(h, "backupagentdq", ["--take-ready"]);
+  const run = await cncopagent(h, ["Cloud"]);
+  assert.equal(run.status, 0, run.log);
+  assert.deepEqual(agentStarts(h).map((r) => r.name), ["backupagentnq", "backupagentdq"]);
+  assert.equal(reports(h, "JF")[0]!.result, "OK");
+});
+
 test("cncopagent does not start the CCS dequeuer when nothing was queued", async () => {
   const h = testHome();
   addJob(h, { title: "Cloud", type: "CCS" });
