@@ -1,8 +1,8 @@
 /**
  * A file's backup state (content hash + the size and mtime it was computed for), found
- * without reading the file when possible: the file's own fork (user xattr / NTFS ADS, which
- * follows the file through renames), else the file cache by path, else by device + inode
- * (a renamed file keeps its inode), else by hashing it.
+ * without reading the file when possible: the file cache by path, else by device + inode
+ * (a renamed file keeps its inode), else the file's own fork (user xattr / NTFS ADS, which
+ * follows the file through renames and survives a lost work.db), else by hashing it.
  *
  * @module
  */
@@ -96,13 +96,12 @@ export class FileStates {
     }
   }
 
-  /** The hash without reading the content, or undefined. */
+  /**
+   * The hash without reading the content, or undefined. The file cache first (by path, then
+   * by device + inode: a renamed file keeps its inode), the fork last: a database lookup
+   * costs a few microseconds, a fork read a system call (5,695 of them took 0.3-0.6 s).
+   */
   known(f: StatFile): string | undefined {
-    const h = this.fromFork(f);
-    if (h) {
-      this.counts.fork++;
-      return h;
-    }
     const c = this.#work.cached(this.#job, f.path);
     if (c && c.size === f.size && c.mtimeNs === f.mtimeNs) {
       this.counts.cache++;
@@ -114,6 +113,11 @@ export class FileStates {
         this.counts.inode++;
         return i.hash;
       }
+    }
+    const h = this.fromFork(f);
+    if (h) {
+      this.counts.fork++;
+      return h;
     }
     return undefined;
   }

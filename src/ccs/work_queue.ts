@@ -475,7 +475,10 @@ export class WorkDb {
     mtimeNs: string,
   ): CachedFile | undefined {
     const r = this.stmt(
-      "SELECT * FROM file_cache WHERE job = ? AND dev = ? AND ino = ? AND size = ? AND mtime_ns = ?",
+      // Without table statistics SQLite picks the primary key (job, path) here and reads every
+      // row of the job for each lookup (7 ms each for 84k files): name the inode index.
+      `SELECT * FROM file_cache INDEXED BY file_cache_ino
+       WHERE job = ? AND dev = ? AND ino = ? AND size = ? AND mtime_ns = ?`,
     ).get(job, dev, ino, size, mtimeNs);
     return r ? fromCache(r) : undefined;
   }
