@@ -25,6 +25,7 @@ import { builtinModules } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { $, minimist } from "zx";
+import { NODE_FLAGS } from "../src/core/runtime_flags.ts";
 
 export const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -233,6 +234,7 @@ export async function buildSea(opts = {}) {
     useCodeCache: codeCache,
     // A device's NODE_OPTIONS (meant for some other Node program) must not reach cncop.
     execArgvExtension: "none",
+    execArgv: [...NODE_FLAGS],
     assets,
   };
   writeFileSync(join(out, "sea-config.json"), JSON.stringify(config, null, 2) + "\n");

@@ -22,6 +22,23 @@ use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array};
 use napi::{Env, Error, Result, Status, Task};
 use napi_derive::napi;
 
+/// At load, glibc malloc tuned for a process that moves many short-lived buffers between
+/// threads: at most two arenas (the rayon and libuv pool threads would each get their own,
+/// and memory freed in one is not reused by another), and blocks of 128 KiB and more mapped
+/// and unmapped directly, with the heap trimmed past 128 KiB free. Without this, freed file
+/// contents stayed resident: cncopd grew by 80 MB and the enqueuer by 60 MB during a first
+/// backup.
+#[napi_derive::module_init]
+fn init() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's tuning; called once, at library load.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+    }
+}
+
 fn err(e: io::Error) -> Error {
     Error::new(Status::GenericFailure, e.to_string())
 }

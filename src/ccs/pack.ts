@@ -444,9 +444,9 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   const append = async (p: Prepared) => {
     batch.push(p);
     batchBytes += p.body?.length ?? 0;
-    if (batch.length >= COMPRESS_BATCH || batchBytes >= 8 << 20) flushBatch();
-    // Bounded memory: file contents waiting to be compressed and written stay under 32 MB.
-    if (inflightBytes >= 32 << 20) await writer;
+    if (batch.length >= COMPRESS_BATCH || batchBytes >= 4 << 20) flushBatch();
+    // Bounded memory: file contents waiting to be compressed and written stay under 16 MB.
+    if (inflightBytes >= 16 << 20) await writer;
   };
   try {
     for (let stage = 0; stage <= 2; stage++) {

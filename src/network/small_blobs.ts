@@ -6,8 +6,8 @@
  *
  * @module
  */
-import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { openSqlite, transaction } from "../core/sqlite.ts";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { transaction } from "../core/sqlite.ts";
 
 /** Largest blob kept here; larger ones are files. */
 export const SMALL_BLOB_MAX = 1024 * 1024;
@@ -34,19 +34,35 @@ const SCHEMA = `CREATE TABLE IF NOT EXISTS small (
   PRIMARY KEY (device, hash)
 )`;
 
-/** The small-blob database of one data directory. */
+/** The small-blob database of one data directory, opened at first use. */
 export class SmallBlobs {
-  readonly #db: DatabaseSync;
+  readonly #path: string;
+  #conn: DatabaseSync | undefined;
   readonly #inflate: Inflate;
   readonly #stmts = new Map<string, StatementSync>();
 
   constructor(path: string, inflate: Inflate) {
-    this.#db = openSqlite(path);
-    // A rollback journal, not WAL: rows are appended in large batches, and WAL would write
-    // every frame twice (log, then checkpoint). Readers are rare (restore, check).
-    this.#db.exec("PRAGMA journal_mode = TRUNCATE");
-    this.#db.exec(SCHEMA);
+    this.#path = path;
     this.#inflate = inflate;
+  }
+
+  get #db(): DatabaseSync {
+    if (this.#conn) return this.#conn;
+    const db = new DatabaseSync(this.#path);
+    try {
+      db.exec("PRAGMA busy_timeout = 10000");
+      // A rollback journal, not WAL: rows are appended in large batches, and WAL would write
+      // every frame twice (log, then checkpoint). Readers are rare (restore, check). Asked
+      // for before anything else, so a second process opening the file never has to switch
+      // modes (which needs the file to itself) while the server writes.
+      db.exec("PRAGMA journal_mode = TRUNCATE");
+      db.exec("PRAGMA synchronous = FULL");
+      db.exec(SCHEMA);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    return this.#conn = db;
   }
 
   #stmt(sql: string): StatementSync {
@@ -111,6 +127,8 @@ export class SmallBlobs {
   }
 
   close(): void {
-    this.#db.close();
+    this.#stmts.clear();
+    this.#conn?.close();
+    this.#conn = undefined;
   }
 }

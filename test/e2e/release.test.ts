@@ -22,6 +22,7 @@ import { join, relative } from "node:path";
 import { createInterface } from "node:readline";
 import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, test } from "node:test";
+import { NODE_FLAGS } from "../../src/core/runtime_flags.ts";
 import {
   cleanEnv,
   cleanPath,
@@ -257,6 +258,7 @@ describe("release archive", { skip: process.platform === "win32" && "tar.gz test
         "}",
         "await fs.writeJson(path.join(argv._[0], 'probe.json'), {",
         "  out: out.stdout.trim(), exec: path.basename(process.execPath), args: argv._,",
+        "  flags: process.execArgv,",
         "});",
       ].join("\n"),
     );
@@ -267,7 +269,8 @@ describe("release archive", { skip: process.platform === "win32" && "tar.gz test
     });
     ok(r, "cncop zx");
     const probe = JSON.parse(readFileSync(join(out, "probe.json"), "utf8"));
-    assert.deepEqual(probe, { out: "shell 7", exec: "cncop", args: [out] });
+    // The executable runs with the V8 flags it embeds (runtime_flags.ts), whatever NODE_OPTIONS.
+    assert.deepEqual(probe, { out: "shell 7", exec: "cncop", args: [out], flags: [...NODE_FLAGS] });
   });
 
   test("building twice gives the same bundle, executable and archive", (t) => {
