@@ -2,7 +2,9 @@
  * What the dispatcher asks the CCS work database (`Spool/Work/work.db`) to decide whether
  * the dequeuer has anything to do: a pack of this job session that is `ready`.
  *
- * Opened read-only and only once the file exists: the enqueuer creates and migrates it.
+ * Opened read-only and only once the file exists: the enqueuer creates and migrates it. When
+ * it cannot be read, the answer is yes: a dequeuer started for nothing costs a process
+ * start, one never started would leave packs unsent.
  *
  * @module
  */
@@ -35,9 +37,10 @@ export class SessionWork {
       }
       return this.#ready.get(this.#job, this.#session) !== undefined;
     } catch {
-      // Not created or migrated yet (the enqueuer is at it): nothing ready.
+      // Being created by the enqueuer, busy, or unreadable: start the dequeuer rather than
+      // risk never sending (it finds out itself what there is to do).
       this.close();
-      return false;
+      return true;
     }
   }
 
