@@ -13,7 +13,7 @@ import type { Job } from "../core/jobs_db.ts";
 import { acquireLock, appLockPath, type HeldLock, jobLockPath } from "../core/lock.ts";
 import { createUniqueLog, logBaseName, type Logger } from "../core/log.ts";
 import { jobReporter } from "../core/spool.ts";
-import type { NetworkClient } from "../network/client.ts";
+import type { NetworkClient, RemoteFile } from "../network/client.ts";
 import { agentClient } from "./cloud.ts";
 import { FileStates, useForks } from "./file_state.ts";
 import { type DeleteCandidate, promoteMoves } from "./moves.ts";
@@ -85,6 +85,34 @@ export function selectCcsJobs(ctx: AppContext, refs: string[]): Job[] {
   } finally {
     db.close();
   }
+}
+
+/**
+ * `it` with its first step already under way (a request sent, its answer awaited), so the
+ * caller can do other work meanwhile. A failure waits for the caller to read it.
+ */
+function started<T>(it: AsyncGenerator<T>): AsyncGenerator<T> {
+  const first = it.next();
+  first.catch(() => {}); // seen by the caller's first next()
+  let pending: Promise<IteratorResult<T>> | undefined = first;
+  return {
+    next() {
+      const p = pending ?? it.next();
+      pending = undefined;
+      return p;
+    },
+    return(v?: unknown) {
+      pending = undefined;
+      return it.return(v as T);
+    },
+    throw(e?: unknown) {
+      pending = undefined;
+      return it.throw(e);
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  } as AsyncGenerator<T>;
 }
 
 /** One line on stderr for a job that did not end OK (the dispatcher keeps agents' stderr). */
@@ -319,13 +347,7 @@ async function enqueueJob(
       !!o.nicld,
     );
   };
-  const cloud = async (): Promise<number> => {
-    if (o.skipPeekCloud && work.hasSavedCloud(job.id)) {
-      const n = work.cloudCount(job.id);
-      log.info(`PEEK: --skippeekcloud: using the saved cloud peek (${n} files)`);
-      return n;
-    }
-    const client = getClient();
+  const cloud = async (listing: AsyncIterable<RemoteFile[]>): Promise<number> => {
     const writers: PeekXmlWriter[] = [];
     let n: number;
     try {
@@ -338,8 +360,7 @@ async function enqueueJob(
         writers.push(new PeekXmlWriter(path, jobKey, fd));
         log.info(`PEEK: cloud peek logged to ${path}`);
       }
-      if (!o.dryRun) await client.setRetention(jobKey, job.retentionDays);
-      n = await work.saveCloud(job.id, cloudRows(client.peekBatches(jobKey), writers));
+      n = await work.saveCloud(job.id, cloudRows(listing, writers));
     } finally {
       for (const w of writers) w.close();
     }
@@ -347,10 +368,29 @@ async function enqueueJob(
     return n;
   };
   // One after the other: side by side they took as long (both need the one JS thread) and,
-  // for a million files, doubled the peak memory (170 -> 340 MB).
-  const scan = await source();
+  // for a million files, doubled the peak memory (170 -> 340 MB). But the listing is asked
+  // for first: the network builds it and fills the socket while the walk runs, and the rest
+  // waits in TCP's buffers until it is read.
+  const reuseCloud = o.skipPeekCloud && work.hasSavedCloud(job.id);
+  const listing = reuseCloud ? undefined : started(async function* () {
+    const client = getClient();
+    if (!o.dryRun) await client.setRetention(jobKey, job.retentionDays);
+    yield* client.peekBatches(jobKey);
+  }());
+  let scan: ScanSummary;
+  try {
+    scan = await source();
+  } catch (err) {
+    void listing?.return(undefined).catch(() => {}); // the client closes its sockets
+    throw err;
+  }
   const tWalk = Date.now();
-  const cloudCount = await cloud();
+  let cloudCount: number;
+  if (listing) cloudCount = await cloud(listing);
+  else {
+    cloudCount = work.cloudCount(job.id);
+    log.info(`PEEK: --skippeekcloud: using the saved cloud peek (${cloudCount} files)`);
+  }
   const tPeeked = Date.now();
   const counts = diffCounts(work, job.id);
   const gone: DeleteCandidate[] = counts.deletes ? goneFiles(work, job.id) : [];
