@@ -534,8 +534,7 @@ export class WorkDb {
     const drop = this.stmt("DELETE FROM cloud_files WHERE job = ? AND path = ?");
     let after = ""; // below every path
     let n = 0;
-    for await (const b of batches) {
-      if (b.length === 0) continue;
+    for await (const b of regroup(batches, 4096)) {
       const last = b[b.length - 1]!.path;
       let prev = after;
       for (const f of b) {
@@ -712,6 +711,23 @@ function fromCache(r: unknown): CachedFile {
     hash: x.hash,
     version: x.version,
   };
+}
+
+/**
+ * `batches` joined into arrays of at least `min` items (the last may be shorter; none is
+ * empty): the network's chunks hold a few hundred files, and a transaction each made the
+ * first save of a large listing commit hundreds of times.
+ */
+async function* regroup<T>(batches: AsyncIterable<T[]>, min: number): AsyncIterable<T[]> {
+  let buf: T[] = [];
+  for await (const b of batches) {
+    for (const x of b) buf.push(x);
+    if (buf.length >= min) {
+      yield buf;
+      buf = [];
+    }
+  }
+  if (buf.length) yield buf;
 }
 
 /**
