@@ -55,7 +55,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--tls-cert <file>", "PEM certificate: serve HTTPS")
     .option("--tls-key <file>", "PEM private key of --tls-cert")
     .option("--max-pack <bytes>", "largest pack file accepted", intOption("--max-pack"))
-    .option("--rate <n>", "requests per second per device", intOption("--rate"))
+    .option("--rate <n>", "requests per second per device (default 5000)", intOption("--rate"))
     .option(
       "--request-log <path|->",
       "append one line per request (time, device, method, path, status, bytes in and out, ms) " +

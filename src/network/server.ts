@@ -84,8 +84,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const maxPack = o.maxPackBytes ?? 64 * 1024 ** 3;
   const applyCtx = { catalog: data.catalog, blobs: data.blobs, maxBodySize: maxPack * 64 };
   const auth = new NamingAuthenticator(data.catalog, {
-    rate: o.rate ?? 200,
-    burst: o.burst ?? 400,
+    rate: o.rate ?? 5000,
+    burst: o.burst ?? 10000,
   });
   const uploads = new Uploads(applyCtx, o.dataDir, {
     maxPack,
