@@ -10,6 +10,8 @@ import {
   quickScan,
 } from "../../src/ccs/peek.ts";
 import { byteOrderLess, openWorkDb } from "../../src/ccs/work_queue.ts";
+import { Catalog } from "../../src/network/catalog.ts";
+import { versionJson } from "../../src/network/routes.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
 const local = (path: string, size: number, mtimeNs = "1") => ({
@@ -128,4 +130,27 @@ test("saveCloud() keeps unchanged rows, updates changed ones, drops unlisted one
   assert.equal(byteOrderLess("a/b", "a.b"), false, "byte order: '.' < '/'");
   assert.equal(byteOrderLess("\uffff", "\u{10000}"), true, "U+FFFF before U+10000 in UTF-8");
   w.close();
+});
+
+test("the network's listing built by SQLite parses to the same files as row-by-row JSON", () => {
+  const cat = new Catalog(join(tempDir(), "catalog.db"));
+  const dev = cat.addDevice("d", "h");
+  const job = cat.ensureJob(dev, "1");
+  const paths = ["a", 'b"q', "c\\d", "e\nf", "g\u0001h", "ü/€", "𝄞 clef", "z/ä b"];
+  cat.tx(() => {
+    for (const [i, p] of paths.entries()) {
+      cat.putVersion(job.id, {
+        path: p,
+        size: i * 1000,
+        mtimeNs: `${i}123456789`,
+        mode: 0o644,
+        hash: `h${i}`,
+      }, 1000 + i);
+    }
+  });
+  const text = [...cat.treeNdjson(job.id, { page: 3 })].map((p) => p.text).join("");
+  const lines = text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
+  assert.deepEqual(lines, [...cat.tree(job.id)].map((v) => versionJson(v)));
+  assert.equal(lines.length, paths.length);
+  cat.close();
 });
