@@ -393,7 +393,11 @@ async function enqueueJob(
   }
   const tPeeked = Date.now();
   const counts = diffCounts(work, job.id);
-  const gone: DeleteCandidate[] = counts.deletes ? goneFiles(work, job.id) : [];
+  // Move promotion needs every gone file, but only when some local file is new; otherwise
+  // only the deletes this run may send are loaded (a million deleted files stay in SQL).
+  const pairing = !o.skipMoves && counts.adds > 0;
+  const goneLimit = pairing || o.noMaxDelete ? undefined : o.skipDeletes ? 0 : job.deleteCollar;
+  const gone: DeleteCandidate[] = counts.deletes ? goneFiles(work, job.id, goneLimit) : [];
   const states = new FileStates(work, job.id, useForks(root, o.fork ?? "auto", ctx.paths.work));
   const abs = (p: string) => join(root, p);
   const candidates = o.skipMoves || gone.length === 0
@@ -420,7 +424,13 @@ async function enqueueJob(
     localFiles: scan.files,
     cloudFiles: cloudCount,
     walkErrors: scan.errors,
-  }, { collar: job.deleteCollar, noMaxDelete: o.noMaxDelete, skipDeletes: o.skipDeletes });
+  }, {
+    collar: job.deleteCollar,
+    noMaxDelete: o.noMaxDelete,
+    skipDeletes: o.skipDeletes,
+    // Without pairing, nothing was taken from the gone files: all of them are deletes.
+    total: pairing ? undefined : counts.deletes,
+  });
 
   // The queues, in one transaction (rolled back by a dry run once it has shown them).
   const session = o.session ?? sessionOf();

@@ -273,14 +273,14 @@ export function diffCounts(work: WorkDb, job: number): DiffCounts {
   return { adds, changed, deletes, unchanged: r.total - adds - changed };
 }
 
-/** Cloud files gone locally, by path. */
-export function goneFiles(work: WorkDb, job: number): CloudFile[] {
+/** Cloud files gone locally, by path (the first `limit` when given). */
+export function goneFiles(work: WorkDb, job: number, limit = -1): CloudFile[] {
   return work.stmt(
     `SELECT c.path, c.size, c.mtime_ns AS mtimeNs, c.mode, c.hash, c.version
      FROM cloud_files c
      WHERE c.job = ? AND NOT EXISTS (SELECT 1 FROM local_files l WHERE l.job = c.job AND l.path = c.path)
-     ORDER BY c.path`,
-  ).all(job) as unknown as CloudFile[];
+     ORDER BY c.path LIMIT ?`,
+  ).all(job, limit) as unknown as CloudFile[];
 }
 
 /**

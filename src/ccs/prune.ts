@@ -26,6 +26,11 @@ export interface PruneOptions {
   noMaxDelete?: boolean;
   /** `--skipdeletes`: no deletes this run. */
   skipDeletes?: boolean;
+  /**
+   * How many deletes there are when `deletes` holds only the first of them (at least the
+   * collar's worth, in order): the caller need not load them all. @default deletes.length
+   */
+  total?: number;
 }
 
 /** The decision. */
@@ -66,10 +71,11 @@ export function planPrune<T>(
   health: SourceHealth,
   options: PruneOptions = {},
 ): PrunePlan<T> {
+  const total = Math.max(options.total ?? 0, deletes.length);
   const blocked = deleteBlocker(health);
-  if (blocked) return { now: [], pending: deletes.length, blocked };
-  if (options.skipDeletes) return { now: [], pending: deletes.length, skipped: true };
+  if (blocked) return { now: [], pending: total, blocked };
+  if (options.skipDeletes) return { now: [], pending: total, skipped: true };
   const collar = options.noMaxDelete ? Infinity : Math.max(0, options.collar ?? 1500);
   const now = deletes.slice(0, collar);
-  return { now, pending: deletes.length - now.length };
+  return { now, pending: total - now.length };
 }

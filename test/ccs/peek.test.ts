@@ -9,6 +9,7 @@ import {
   planContent,
   quickScan,
 } from "../../src/ccs/peek.ts";
+import { planPrune } from "../../src/ccs/prune.ts";
 import { byteOrderLess, openWorkDb } from "../../src/ccs/work_queue.ts";
 import { Catalog } from "../../src/network/catalog.ts";
 import { versionJson } from "../../src/network/routes.ts";
@@ -153,4 +154,20 @@ test("the network's listing built by SQLite parses to the same files as row-by-r
   assert.deepEqual(lines, [...cat.tree(job.id)].map((v) => versionJson(v)));
   assert.equal(lines.length, paths.length);
   cat.close();
+});
+
+test("goneFiles() can stop at the collar; planPrune() counts the rest from the total", async () => {
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  w.tx(() => w.putLocal(1, [local("keep", 1)]));
+  const names = Array.from({ length: 10 }, (_, i) => `gone${i}`);
+  await w.saveCloud(1, rows([...names.map((n) => cloud(n, 1)), cloud("keep", 1)]));
+  const counts = diffCounts(w, 1);
+  assert.equal(counts.deletes, 10);
+  const first = goneFiles(w, 1, 3);
+  assert.deepEqual(first.map((g) => g.path), ["gone0", "gone1", "gone2"]);
+  const health = { rootExists: true, localFiles: 1, cloudFiles: 11, walkErrors: 0 };
+  const p = planPrune(first, health, { collar: 3, total: counts.deletes });
+  assert.deepEqual([p.now.length, p.pending], [3, 7]);
+  assert.equal(planPrune([], health, { skipDeletes: true, total: 10 }).pending, 10);
+  w.close();
 });
