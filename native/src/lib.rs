@@ -10,6 +10,7 @@ pub mod durable;
 pub mod fork;
 pub mod hash;
 pub mod lock;
+pub mod read_pack;
 pub mod vss;
 pub mod walk;
 
@@ -99,6 +100,53 @@ pub fn zstd_compress_many(bodies: Vec<Uint8Array>, level: i32) -> AsyncTask<Comp
         bodies: bodies.iter().map(|b| b.to_vec()).collect(),
         level,
     })
+}
+
+/// A small file read for a pack entry (see `readFilesForPack`).
+#[napi(object)]
+pub struct FileForPack {
+    /// The zstd frame when `compressed`, else the content.
+    pub data: Buffer,
+    pub compressed: bool,
+    pub blake3: String,
+    /// Size and mtime (ns, decimal) of the file after it was read.
+    pub size: f64,
+    pub mtime_ns: String,
+    /// "" when read, else an error code (`ENOENT`, `EACCES`, `EIO`) and text.
+    pub error: String,
+}
+
+pub struct ReadForPackTask {
+    paths: Vec<String>,
+    level: i32,
+}
+
+impl Task for ReadForPackTask {
+    type Output = Vec<read_pack::ReadFile>;
+    type JsValue = Vec<FileForPack>;
+    fn compute(&mut self) -> Result<Vec<read_pack::ReadFile>> {
+        Ok(read_pack::read_many(&self.paths, self.level))
+    }
+    fn resolve(&mut self, _env: Env, out: Vec<read_pack::ReadFile>) -> Result<Vec<FileForPack>> {
+        Ok(out
+            .into_iter()
+            .map(|r| FileForPack {
+                data: Buffer::from(r.data),
+                compressed: r.compressed,
+                blake3: r.blake3,
+                size: r.size as f64,
+                mtime_ns: r.mtime_ns.to_string(),
+                error: r.error,
+            })
+            .collect())
+    }
+}
+
+/// Reads, hashes (BLAKE3) and zstd-compresses many small files on every core, off the JS
+/// thread; errors are per file.
+#[napi(ts_return_type = "Promise<FileForPack[]>")]
+pub fn read_files_for_pack(paths: Vec<String>, level: i32) -> AsyncTask<ReadForPackTask> {
+    AsyncTask::new(ReadForPackTask { paths, level })
 }
 
 pub struct VerifyFramesTask {

@@ -200,6 +200,8 @@ interface Prepared {
   item: WorkItem;
   header: PackHeader;
   body?: Uint8Array;
+  /** A small file still to be read (with what the peek listed): the header is filled then. */
+  read?: { abs: string; size: number; mtimeNs: string; mode: number };
   sig: string | null;
   kind: ItemKind;
 }
@@ -265,6 +267,7 @@ async function prepareOne(
   c: PackContext,
   item: WorkItem,
   s: PackStats,
+  direct = false,
 ): Promise<Prepared | undefined> {
   const base = join(c.workDir, itemFileBase(c.job, item.id));
   const out = `${base}.pack`;
@@ -289,7 +292,16 @@ async function prepareOne(
         throw new SourceChangedError(`${item.path} changed since the peek`);
       }
       if (item.kind === "ADD" && st.size <= SMALL_FILE_MAX) {
-        return await prepareSmallAdd(c, item, st, sig);
+        if (direct || attempt > 0) return await prepareSmallAdd(c, item, st, sig);
+        // Read later with its batch, on every core (readFilesForPack).
+        let sigFile: string | null = null;
+        if (st.size >= MIN_SIG_SIZE) {
+          await writeSignature(join(c.root, item.path), sig);
+          sigFile = sig;
+        }
+        const header = baseHeader("add", common);
+        const read = { abs: join(c.root, item.path), ...st };
+        return { item, header, read, sig: sigFile, kind: "ADD" };
       }
       const r = await packContent(c, item, out, sig, s);
       const h = r.w.header;
@@ -336,19 +348,67 @@ async function prepareOne(
   }
 }
 
-/** Small bodies compressed per call to the native core. */
+/** Small files read and compressed per call to the native core. */
 const COMPRESS_BATCH = 64;
 /** zstd level of shared packs. */
 const LEVEL = 3;
 
-/** The zstd frame of each entry's body (an empty array where there is nothing to compress). */
-async function compressBodies(entries: Prepared[]): Promise<Uint8Array[]> {
-  const idx = entries.flatMap((p, i) =>
+/** An entry's body as it goes into the pack, or why the entry must be prepared again. */
+interface Encoded {
+  /** The zstd frame of a `body` (empty: compress when adding). */
+  compressed?: Uint8Array;
+  /** A `read` file's body, encoded as its header now says. */
+  frame?: Uint8Array;
+  /** The `read` file vanished, changed or failed: prepare it again, the slow way. */
+  again?: boolean;
+}
+
+/**
+ * Encodes a batch off the JS thread: `read` files are read, hashed and compressed on every
+ * core (their headers are filled here), in-memory bodies compressed.
+ */
+async function encodeBatch(c: PackContext, entries: Prepared[]): Promise<Encoded[]> {
+  const out: Encoded[] = entries.map(() => ({}));
+  const reads = entries.flatMap((p, i) => (p.read ? [i] : []));
+  const bodies = entries.flatMap((p, i) =>
     p.body && p.body.length > 0 && p.header.compression === "zstd" ? [i] : []
   );
-  const frames = await native.zstdCompressMany(idx.map((i) => entries[i]!.body!), LEVEL);
-  const out: Uint8Array[] = entries.map(() => new Uint8Array(0));
-  idx.forEach((i, k) => (out[i] = frames[k]!));
+  const [files, frames] = await Promise.all([
+    reads.length
+      ? native.readFilesForPack(reads.map((i) => entries[i]!.read!.abs), LEVEL)
+      : Promise.resolve([]),
+    bodies.length
+      ? native.zstdCompressMany(bodies.map((i) => entries[i]!.body!), LEVEL)
+      : Promise.resolve([]),
+  ]);
+  bodies.forEach((i, k) => (out[i]!.compressed = frames[k]!));
+  reads.forEach((i, k) => {
+    const p = entries[i]!;
+    const r = files[k]!;
+    const want = p.read!;
+    if (r.error !== "" || r.size !== want.size || r.mtimeNs !== want.mtimeNs) {
+      out[i]!.again = true; // prepareOne() retries and reports it
+      return;
+    }
+    Object.assign(p.header, {
+      size: r.size,
+      bodySize: r.size,
+      hash: r.blake3,
+      mtimeNs: want.mtimeNs,
+      mode: want.mode,
+      compression: r.compressed ? "zstd" : "none",
+    });
+    out[i]!.frame = r.data;
+    const f = {
+      path: p.item.path,
+      abs: want.abs,
+      size: r.size,
+      mtimeNs: want.mtimeNs,
+      ino: p.item.ino,
+      dev: p.item.dev,
+    };
+    c.states.remember(f, r.blake3);
+  });
   return out;
 }
 
@@ -404,13 +464,20 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   let batch: Prepared[] = [];
   let batchBytes = 0;
   let inflightBytes = 0;
-  const addAll = async (entries: Prepared[], frames: Uint8Array[]) => {
-    for (const [i, p] of entries.entries()) {
+  const addAll = async (entries: Prepared[], encoded: Encoded[]) => {
+    for (let [i, p] of entries.entries()) {
+      const e = encoded[i]!;
+      if (e.again) {
+        const retried = await prepareOne(c, p.item, s, true);
+        if (!retried) continue;
+        p = retried;
+      }
       if (!open) {
         const name = `${join(c.workDir, itemFileBase(c.job, p.item.id))}.pack`;
         open = { builder: await PackBuilder.create(name), entries: [] };
       }
-      await open.builder.add(p.header, p.body, frames[i]);
+      if (p.read && !e.again) await open.builder.addEncoded(p.header, e.frame);
+      else await open.builder.add(p.header, p.body, e.again ? undefined : e.compressed);
       open.entries.push(p);
       if (
         open.builder.bodyBytes >= PACK_TARGET_BYTES ||
@@ -429,11 +496,11 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
     batch = [];
     batchBytes = 0;
     inflightBytes += bytes;
-    const compressed = compressBodies(entries);
-    compressed.catch(() => {}); // reported through the writer
+    const encoded = encodeBatch(c, entries);
+    encoded.catch(() => {}); // reported through the writer
     writer = writer.then(async () => {
       try {
-        await addAll(entries, await compressed);
+        await addAll(entries, await encoded);
       } finally {
         inflightBytes -= bytes;
       }
@@ -443,7 +510,7 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   };
   const append = async (p: Prepared) => {
     batch.push(p);
-    batchBytes += p.body?.length ?? 0;
+    batchBytes += p.body?.length ?? p.read?.size ?? 0;
     if (batch.length >= COMPRESS_BATCH || batchBytes >= 4 << 20) flushBatch();
     // Bounded memory: file contents waiting to be compressed and written stay under 16 MB.
     if (inflightBytes >= 16 << 20) await writer;

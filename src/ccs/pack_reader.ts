@@ -56,8 +56,17 @@ class ByteReader {
     }
     return true;
   }
-  /** Reads exactly n bytes or throws "truncated". */
+  /**
+   * Reads exactly n bytes or throws "truncated". Bytes within one chunk of the source come
+   * back as a view of it, not a copy (a pack of thousands of small entries is mostly that).
+   */
   async read(n: number, what: string, hashed = true): Promise<Uint8Array> {
+    if (n > 0 && (await this.#fill()) && this.#buf.length - this.#pos >= n) {
+      const view = this.#buf.subarray(this.#pos, this.#pos + n);
+      this.#pos += n;
+      if (hashed) this.hash.update(view);
+      return view;
+    }
     const out = new Uint8Array(n);
     let got = 0;
     while (got < n) {

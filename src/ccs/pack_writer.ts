@@ -301,25 +301,37 @@ export class PackBuilder {
     if (size !== header.bodySize) {
       throw new CncopError(`PackBuilder: body of ${size} bytes, header says ${header.bodySize}`);
     }
-    if (size > IN_MEMORY_BODY_MAX) {
-      throw new CncopError(`PackBuilder: a body of ${size} bytes must be streamed (writePack)`);
-    }
-    if (this.headers.length >= MAX_ENTRIES) throw new CncopError("PackBuilder: pack is full");
     let frame = body;
     if (body && size > 0 && header.compression === "zstd") {
       const z = compressed?.length ? compressed : native.zstdCompress(body, this.#level);
       if (z.length < size) frame = z;
       else header = { ...header, compression: "none" };
     }
+    await this.addEncoded(header, frame);
+  }
+
+  /**
+   * Appends an entry whose body is already encoded as `header.compression` says: one zstd
+   * frame of the `header.bodySize` bytes, or the bytes themselves ("none").
+   *
+   * @throws {PackRejectedError} when the header is invalid.
+   */
+  async addEncoded(header: PackHeader, frame?: Uint8Array): Promise<void> {
+    if (header.bodySize > IN_MEMORY_BODY_MAX) {
+      throw new CncopError(
+        `PackBuilder: a body of ${header.bodySize} bytes must be streamed (writePack)`,
+      );
+    }
+    if (this.headers.length >= MAX_ENTRIES) throw new CncopError("PackBuilder: pack is full");
     validateHeader(header, Number.MAX_SAFE_INTEGER);
     this.#f.putHeader(header);
-    if (frame && size > 0) {
+    if (frame && frame.length > 0) {
       this.#f.putU32(frame.length);
       this.#f.put(frame);
     }
     this.#f.putU32(0);
     this.headers.push(header);
-    this.bodyBytes += size;
+    this.bodyBytes += header.bodySize;
     await this.#f.flush();
   }
 

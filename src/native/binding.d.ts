@@ -33,6 +33,19 @@ export interface DeltaStats {
   newBlake3: string
 }
 
+/** A small file read for a pack entry (see `readFilesForPack`). */
+export interface FileForPack {
+  /** The zstd frame when `compressed`, else the content. */
+  data: Buffer
+  compressed: boolean
+  blake3: string
+  /** Size and mtime (ns, decimal) of the file after it was read. */
+  size: number
+  mtimeNs: string
+  /** "" when read, else an error code (`ENOENT`, `EACCES`, `EIO`) and text. */
+  error: string
+}
+
 /** Reads a named fork; null when absent. */
 export declare function forkRead(path: string, name: string): Buffer | null
 
@@ -61,6 +74,12 @@ export interface NativeWalkOptions {
 
 /** Writes `outPath` = base + delta, verified against `expectedBlake3`; no `outPath` on failure. */
 export declare function patch(basePath: string, deltaPath: string, outPath: string, expectedBlake3: string): Promise<void>
+
+/**
+ * Reads, hashes (BLAKE3) and zstd-compresses many small files on every core, off the JS
+ * thread; errors are per file.
+ */
+export declare function readFilesForPack(paths: Array<string>, level: number): Promise<FileForPack[]>
 
 /** Writes the block signature of `basePath` to `sigPath`; `blockSize` 0 chooses it. */
 export declare function signature(basePath: string, sigPath: string, blockSize?: number | undefined | null): Promise<void>

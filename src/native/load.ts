@@ -38,6 +38,7 @@ const REQUIRED = [
   "zstdCompress",
   "zstdDecompress",
   "zstdCompressMany",
+  "readFilesForPack",
   "verifyFrames",
   "signature",
   "delta",

@@ -133,6 +133,7 @@ function addonCore(b: NativeBinding): NativeCore {
     zstdCompress: (data, level) => wrapSync(() => b.zstdCompress(data, level)),
     zstdDecompress: (data, max, wlog) => wrapSync(() => b.zstdDecompress(data, max, wlog)),
     zstdCompressMany: (bodies, level) => wrapAsync(b.zstdCompressMany(bodies, level)),
+    readFilesForPack: (paths, level) => wrapAsync(b.readFilesForPack(paths, level)),
     verifyFrames: (checks, wlog) =>
       wrapAsync(
         b.verifyFrames(
@@ -187,6 +188,7 @@ export async function loadPortableCore(): Promise<NativeCore> {
     zstdCompressMany: (bodies, level) =>
       Promise.resolve(bodies.map((b) => pCompress.zstdCompress(b, level))),
     verifyFrames: (checks, wlog) => Promise.resolve(pCompress.verifyFrames(checks, wlog)),
+    readFilesForPack: (paths, level) => Promise.resolve(pCompress.readFilesForPack(paths, level)),
     signature: (basePath, sigPath, blockSize) =>
       wrapAsync(pDelta.signature(basePath, sigPath, blockSize)),
     delta: (sigPath, newPath, deltaPath) => wrapAsync(pDelta.delta(sigPath, newPath, deltaPath)),

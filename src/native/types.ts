@@ -88,6 +88,11 @@ export interface NativeCore {
    * 2^`windowLogMax`; larger output or corrupt input throws.
    */
   zstdDecompress(data: Uint8Array, maxSize: number, windowLogMax: number): Uint8Array;
+  /**
+   * Reads, hashes (BLAKE3) and zstd-compresses many small files at once, off the JS thread
+   * and on every core; errors are per file.
+   */
+  readFilesForPack(paths: string[], level: number): Promise<FileForPack[]>;
   /** zstd frames of many bodies, compressed in parallel off the JS thread. */
   zstdCompressMany(bodies: Uint8Array[], level: number): Promise<Uint8Array[]>;
   /**
@@ -149,4 +154,18 @@ export interface FrameCheck {
   zstd: boolean;
   size: number;
   blake3: string;
+}
+
+/** A small file read for a pack entry by {@link NativeCore.readFilesForPack}. */
+export interface FileForPack {
+  /** The zstd frame when `compressed`, else the content. */
+  data: Uint8Array;
+  compressed: boolean;
+  /** BLAKE3 hex of the content. */
+  blake3: string;
+  /** Size and mtime (ns, decimal) of the file after it was read. */
+  size: number;
+  mtimeNs: string;
+  /** "" when read, else an error code (`ENOENT`, `EACCES`, `EIO`) and text. */
+  error: string;
 }

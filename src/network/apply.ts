@@ -76,16 +76,7 @@ async function trailerOf(packPath: string): Promise<string> {
  * @throws {PackRejectedError} when the pack is invalid or does not fit the catalog; nothing
  * stored changes then.
  */
-export function applyPack(
-  ctx: ApplyContext,
-  deviceId: number,
-  job: JobRow,
-  packPath: string,
-): Promise<ApplyResult> {
-  return serialized(job.id, () => applyNow(ctx, deviceId, job, packPath));
-}
-
-async function applyNow(
+export async function applyPack(
   ctx: ApplyContext,
   deviceId: number,
   job: JobRow,
@@ -99,58 +90,81 @@ async function applyNow(
   const tmpPrefix = randomBytes(12).toString("hex");
   const tmpBase = join(blobs.tmpDir, tmpPrefix);
   const bodyOf = (i: number) => `${tmpBase}-${i}.body`;
-  const patchedOf = (i: number) => `${tmpBase}-${i}.new`;
-  const headers: PackHeader[] = [];
   const frames: SmallBlob[] = [];
   try {
-    headers.push(
-      ...await readPackEntries(packPath, {
-        bodyTo: (h, i) => (h.kind === "add" || h.kind === "update" ? bodyOf(i) : undefined),
-        frames: {
-          wants: (h) => h.size <= SMALL_BLOB_MAX,
-          take: (h, _i, frame) =>
-            frames.push({ hash: h.hash, size: h.size, compression: h.compression, frame }),
-        },
-        blake3: native.blake3,
-        blake3File: native.blake3File,
-        sync: false, // putMany() below makes what is kept durable, all at once
-      }),
-    );
+    // Reading and verifying needs nothing of the catalog: packs of one job are verified
+    // side by side, and only what changes the catalog runs one pack after the other.
+    const headers = await readPackEntries(packPath, {
+      bodyTo: (h, i) => (h.kind === "add" || h.kind === "update" ? bodyOf(i) : undefined),
+      frames: {
+        wants: (h) => h.size <= SMALL_BLOB_MAX,
+        take: (h, _i, frame) =>
+          frames.push({ hash: h.hash, size: h.size, compression: h.compression, frame }),
+      },
+      blake3: native.blake3,
+      blake3File: native.blake3File,
+      sync: false, // putMany() makes what is kept durable, all at once
+    });
     if (headers[0]!.job !== job.job_key) {
       throw new PackRejectedError(
         `pack is for job ${JSON.stringify(headers[0]!.job)}, not ${JSON.stringify(job.job_key)}`,
       );
     }
-    // Contents first (verified, patched, durable), then one catalog transaction.
-    const contents: { hash: string; file: string }[] = [];
-    const small = new Set(frames.map((f) => f.hash));
-    for (const [i, header] of headers.entries()) {
-      if (header.kind === "add") {
-        if (!small.has(header.hash)) contents.push({ hash: header.hash, file: bodyOf(i) });
-      } else if (header.kind === "update") {
-        await patchEntry(ctx, deviceId, job, header, bodyOf(i), patchedOf(i));
-        contents.push({ hash: header.hash, file: patchedOf(i) });
-      }
-    }
-    await blobs.putFrames(deviceId, frames);
-    await blobs.putMany(deviceId, contents);
-    return catalog.tx(() => {
-      const at = catalog.now();
-      const entries = headers.map((h) => applyEntry(catalog, job, h, at));
-      const r: ApplyResult = {
-        ...entries[0]!,
-        changed: entries.reduce((n, e) => n + e.changed, 0),
-        entries,
-      };
-      catalog.recordPack(job.id, sha, JSON.stringify(r));
-      return r;
-    });
+    return await serialized(
+      job.id,
+      () => commit(ctx, deviceId, job, sha, headers, frames, tmpBase),
+    );
   } finally {
     // Only what may still exist: bodies not consumed by putMany, patched contents.
     for (const f of await readdir(blobs.tmpDir).catch(() => [] as string[])) {
       if (f.startsWith(tmpPrefix)) await rm(join(blobs.tmpDir, f), { force: true });
     }
   }
+}
+
+/**
+ * Applies a verified pack: contents first (patched, durable), then one catalog transaction.
+ * Runs one pack of a job at a time.
+ */
+async function commit(
+  ctx: ApplyContext,
+  deviceId: number,
+  job: JobRow,
+  sha: string,
+  headers: PackHeader[],
+  frames: SmallBlob[],
+  tmpBase: string,
+): Promise<ApplyResult> {
+  const { catalog, blobs } = ctx;
+  // The same pack may have been applied while this one was verified (a resent upload).
+  const done = catalog.appliedPack(job.id, sha);
+  if (done !== undefined) return JSON.parse(done) as ApplyResult;
+  const contents: { hash: string; file: string }[] = [];
+  const small = new Set(frames.map((f) => f.hash));
+  for (const [i, header] of headers.entries()) {
+    if (header.kind === "add") {
+      if (!small.has(header.hash)) {
+        contents.push({ hash: header.hash, file: `${tmpBase}-${i}.body` });
+      }
+    } else if (header.kind === "update") {
+      const patched = `${tmpBase}-${i}.new`;
+      await patchEntry(ctx, deviceId, job, header, `${tmpBase}-${i}.body`, patched);
+      contents.push({ hash: header.hash, file: patched });
+    }
+  }
+  await blobs.putFrames(deviceId, frames);
+  await blobs.putMany(deviceId, contents);
+  return catalog.tx(() => {
+    const at = catalog.now();
+    const entries = headers.map((h) => applyEntry(catalog, job, h, at));
+    const r: ApplyResult = {
+      ...entries[0]!,
+      changed: entries.reduce((n, e) => n + e.changed, 0),
+      entries,
+    };
+    catalog.recordPack(job.id, sha, JSON.stringify(r));
+    return r;
+  });
 }
 
 /** Rebuilds an update's content from its base and delta into `patched`. */

@@ -51,6 +51,8 @@ export class SmallBlobs {
     const db = new DatabaseSync(this.#path);
     try {
       db.exec("PRAGMA busy_timeout = 10000");
+      // Pages that hold a typical frame without overflow pages (takes effect on creation).
+      db.exec("PRAGMA page_size = 16384");
       // A rollback journal, not WAL: rows are appended in large batches, and WAL would write
       // every frame twice (log, then checkpoint). Readers are rare (restore, check). Asked
       // for before anything else, so a second process opening the file never has to switch

@@ -5,7 +5,8 @@
  * @module
  */
 import zlib from "node:zlib";
-import type { FrameCheck } from "../types.ts";
+import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
+import type { FileForPack, FrameCheck } from "../types.ts";
 import { blake3 } from "./hash.ts";
 
 /** One zstd frame of `data` at `level`. */
@@ -51,5 +52,40 @@ export function verifyFrames(checks: FrameCheck[], windowLogMax: number): string
       return `body is ${body.length} bytes, its header declares ${c.size}`;
     }
     return blake3(body) === c.blake3 ? "" : "content does not match its header's hash";
+  });
+}
+
+/** Reads, hashes and compresses each file; errors are per file. */
+export function readFilesForPack(paths: string[], level: number): FileForPack[] {
+  return paths.map((p) => {
+    let fd: number | undefined;
+    try {
+      fd = openSync(p, "r");
+      const content = readFileSync(fd);
+      const st = fstatSync(fd, { bigint: true });
+      const frame = content.length > 0 ? zstdCompress(content, level) : content;
+      const compressed = frame.length < content.length;
+      return {
+        data: compressed ? frame : content,
+        compressed,
+        blake3: blake3(content),
+        size: Number(st.size),
+        mtimeNs: String(st.mtimeNs),
+        error: "",
+      };
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      const known = code === "ENOENT" || code === "EACCES" ? code : "EIO";
+      return {
+        data: new Uint8Array(0),
+        compressed: false,
+        blake3: "",
+        size: 0,
+        mtimeNs: "0",
+        error: `${known}: ${(err as Error).message}`,
+      };
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
   });
 }
