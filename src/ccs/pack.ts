@@ -286,29 +286,32 @@ async function prepareOne(
         if (item.folder) header.folder = true;
         return { item, header, sig: null, kind: "DELETE" };
       }
+      if (
+        item.kind === "ADD" && item.size < Math.min(SMALL_FILE_MAX, MIN_SIG_SIZE) && !direct &&
+        attempt === 0
+      ) {
+        // Read later with its batch, on every core (readFilesForPack), which also checks
+        // the file is still what the peek listed: no stat here.
+        const header = baseHeader("add", common);
+        const read = {
+          abs: join(c.root, item.path),
+          size: item.size,
+          mtimeNs: item.mtimeNs,
+          mode: item.mode & 0o7777,
+        };
+        return { item, header, read, sig: null, kind: "ADD" };
+      }
       const st = statOf(join(c.root, item.path));
       if (!st) throw new Missing(item.path);
       if (st.size !== item.size || st.mtimeNs !== item.mtimeNs) {
         throw new SourceChangedError(`${item.path} changed since the peek`);
       }
       if (item.kind === "ADD" && st.size <= SMALL_FILE_MAX) {
-        if (direct || attempt > 0) return await prepareSmallAdd(c, item, st, sig);
-        // Read later with its batch, on every core (readFilesForPack).
-        let sigFile: string | null = null;
-        if (st.size >= MIN_SIG_SIZE) {
-          await writeSignature(join(c.root, item.path), sig);
-          sigFile = sig;
-        }
-        const header = baseHeader("add", common);
-        const read = { abs: join(c.root, item.path), ...st };
-        return { item, header, read, sig: sigFile, kind: "ADD" };
+        return await prepareSmallAdd(c, item, st, sig);
       }
       const r = await packContent(c, item, out, sig, s);
       const h = r.w.header;
-      c.work.tx(() => {
-        c.work.setPacked(item.id, r.kind, h);
-        c.work.markReady(item.id, out, r.w.bytes, r.sig);
-      });
+      c.work.markPacked(item.id, r.kind, h, out, r.w.bytes, r.sig);
       if (r.kind === "ADD") s.adds++;
       else s.updates++;
       s.packBytes += r.w.bytes;
@@ -417,10 +420,10 @@ async function closePack(c: PackContext, open: OpenPack, s: PackStats): Promise<
   const w = await open.builder.finish();
   c.work.tx(() => {
     for (const [i, p] of open.entries.entries()) {
+      const bytes = i === 0 ? w.bytes : 0;
       if (p.kind === "ADD" || p.kind === "UPDATE") {
-        c.work.setPacked(p.item.id, p.kind, w.headers[i]!);
-      }
-      c.work.markReady(p.item.id, w.path, i === 0 ? w.bytes : 0, p.sig);
+        c.work.markPacked(p.item.id, p.kind, w.headers[i]!, w.path, bytes, p.sig);
+      } else c.work.markReady(p.item.id, w.path, bytes, p.sig);
     }
   });
   for (const p of open.entries) {

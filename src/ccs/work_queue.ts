@@ -354,12 +354,34 @@ export class WorkDb {
     ).run(pack, packBytes, sig, id);
   }
 
-  /** Records what was packed for an item (an UPDATE may have become an ADD). */
-  setPacked(id: number, kind: ItemKind, h: PackHeader): void {
+  /**
+   * Marks a packed ADD or UPDATE ready and records what was packed (an UPDATE may have
+   * become an ADD), in one statement.
+   */
+  markPacked(
+    id: number,
+    kind: ItemKind,
+    h: PackHeader,
+    pack: string,
+    packBytes: number,
+    sig: string | null,
+  ): void {
     this.stmt(
-      `UPDATE items SET kind = ?, size = ?, mtime_ns = ?, mode = ?, hash = ?,
-         base_version = ?, base_hash = ? WHERE id = ?`,
-    ).run(kind, h.size, h.mtimeNs, h.mode, h.hash, h.base ?? null, h.baseHash ?? null, id);
+      `UPDATE items SET state = 'ready', kind = ?, size = ?, mtime_ns = ?, mode = ?, hash = ?,
+         base_version = ?, base_hash = ?, pack = ?, pack_bytes = ?, sig = ? WHERE id = ?`,
+    ).run(
+      kind,
+      h.size,
+      h.mtimeNs,
+      h.mode,
+      h.hash,
+      h.base ?? null,
+      h.baseHash ?? null,
+      pack,
+      packBytes,
+      sig,
+      id,
+    );
   }
 
   /** Updates fields of a planned item before it is packed (e.g. an ADD that became UPDATE). */
