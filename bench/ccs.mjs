@@ -13,6 +13,7 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { $, fs, os, path } from "zx";
+import { NODE_FLAGS } from "../src/core/runtime_flags.ts";
 import { writeResultsSection } from "./_results.mjs";
 
 $.verbose = false;
@@ -24,6 +25,8 @@ const arg = (name, def) => {
 const WRITE = args.includes("--write");
 const repo = path.join(path.dirname(fileURLToPath(import.meta.url)), "..");
 const main = path.join(repo, "src", "cli", "main.ts");
+// From the sources, with the V8 flags the single executable embeds (runtime_flags.ts).
+const run = [...NODE_FLAGS, main];
 const node = process.execPath;
 const work = arg("--dir", path.join(os.tmpdir(), "cncop-bench-ccs"));
 const tarball = "/usr/src/linux-source-6.1.tar.xz";
@@ -75,10 +78,10 @@ async function timed(cmd, cmdArgs, env = {}) {
 const home = path.join(work, "home");
 const data = path.join(work, "cncopd");
 const env = { CNCOP_HOME: home };
-const cncop = (a) => $({ env: { ...process.env, ...env } })`${node} ${main} ${a}`;
+const cncop = (a) => $({ env: { ...process.env, ...env } })`${node} ${run} ${a}`;
 await cncop(["init", home]);
 const token = (await cncop(["cncopd", "device", "add", "bench", "--data", data])).stdout.trim();
-const server = spawn(node, [main, "cncopd", "serve", "--listen", "127.0.0.1:0", "--data", data], {
+const server = spawn(node, [...run, "cncopd", "serve", "--listen", "127.0.0.1:0", "--data", data], {
   stdio: ["ignore", "pipe", "inherit"],
 });
 const url = await new Promise((resolve, reject) => {
@@ -93,7 +96,7 @@ await fs.writeFile(
   `[network]\nurl = ${url}\ntoken = ${token}\n`,
 );
 await cncop(["cncopjobs", "add", "--title", "linux", "--type", "ccs", "--source", tree]);
-const agent = (extra = []) => timed(node, [main, "cncopagent", ...extra, "linux"], env);
+const agent = (extra = []) => timed(node, [...run, "cncopagent", ...extra, "linux"], env);
 const packBytes = async () => {
   let n = 0;
   for (const f of await fs.readdir(path.join(home, "Spool", "Work"))) {
@@ -113,7 +116,7 @@ try {
   const cInit = await agent();
   console.log("cncop: no-change run ...");
   const cSame = await agent();
-  const nqSame = await timed(node, [main, "backupagentnq", "linux"], env);
+  const nqSame = await timed(node, [...run, "backupagentnq", "linux"], env);
 
   // ---- restic to a local repository
   const rEnv = { RESTIC_PASSWORD: "bench", RESTIC_REPOSITORY: path.join(work, "restic") };
@@ -132,9 +135,9 @@ try {
     (await $`find ${path.join(tree, "drivers", "net-2026")} -type f | wc -l`).stdout.trim(),
   );
   console.log("cncop: rename of drivers/net ...");
-  const nq = await timed(node, [main, "backupagentnq", "linux"], env);
+  const nq = await timed(node, [...run, "backupagentnq", "linux"], env);
   const renameBytes = await packBytes();
-  const dq = await timed(node, [main, "backupagentdq", "linux"], env);
+  const dq = await timed(node, [...run, "backupagentdq", "linux"], env);
   const cRename = nq.secs + dq.secs;
   console.log(`rename: nq ${s(nq.secs)}, dq ${s(dq.secs)}`);
   console.log("rclone: sync --track-renames ...");

@@ -15,6 +15,7 @@ import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { $, fs, os, path } from "zx";
+import { NODE_FLAGS } from "../src/core/runtime_flags.ts";
 
 $.verbose = false;
 const args = process.argv.slice(2);
@@ -24,6 +25,8 @@ const arg = (name, def) => {
 };
 const repo = path.join(path.dirname(fileURLToPath(import.meta.url)), "..");
 const main = path.join(repo, "src", "cli", "main.ts");
+// From the sources, with the V8 flags the single executable embeds (runtime_flags.ts).
+const run = [...NODE_FLAGS, main];
 const node = process.execPath;
 const work = arg("--dir", path.join(os.tmpdir(), "cncop-bench-million"));
 const want = Number(arg("--files", "1000000"));
@@ -66,15 +69,19 @@ for (const d of ["home", "cncopd"]) {
 const home = path.join(work, "home");
 const data = path.join(work, "cncopd");
 const env = { ...process.env, CNCOP_HOME: home };
-const cncop = (a) => $({ env })`${node} ${main} ${a}`;
+const cncop = (a) => $({ env })`${node} ${run} ${a}`;
 await cncop(["init", home]);
 const token = (await cncop(["cncopd", "device", "add", "bench", "--data", data])).stdout.trim();
 await cncop(["cncopjobs", "add", "--title", "million", "--type", "ccs", "--source", tree]);
 
 async function startServer() {
-  const server = spawn(node, [main, "cncopd", "serve", "--listen", "127.0.0.1:0", "--data", data], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const server = spawn(
+    node,
+    [...run, "cncopd", "serve", "--listen", "127.0.0.1:0", "--data", data],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   const url = await new Promise((resolve, reject) => {
     createInterface({ input: server.stdout }).on("line", (l) => {
       const m = /listening on (\S+)/.exec(l);
@@ -99,7 +106,7 @@ async function dryRun() {
   const r = await $({
     env,
     nothrow: true,
-  })`/usr/bin/time -f ${"%M"} ${node} ${main} backupagentnq -n million`;
+  })`/usr/bin/time -f ${"%M"} ${node} ${run} backupagentnq -n million`;
   const secs = (Date.now() - t) / 1000;
   if (r.exitCode !== 0) throw new Error(`backupagentnq -n failed: ${r.stderr}`);
   const lines = r.stderr.trim().split("\n");

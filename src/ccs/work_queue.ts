@@ -415,7 +415,7 @@ export class WorkDb {
    * items (so a folder move is applied before what depends on it). Returns nothing while a
    * lower stage is still being planned, packed or sent.
    */
-  claim(job: number, pid: number, max: number, maxItems = 16_000): WorkItem[] {
+  claim(job: number, pid: number, max: number, maxItems = 8_000): WorkItem[] {
     return this.tx(() => {
       const low = this.stmt(
         "SELECT min(stage) AS s FROM items WHERE job = ? AND state IN ('planned', 'ready', 'sending')",
