@@ -23,11 +23,13 @@ import type { Job } from "../core/jobs_db.ts";
 import { acquireLock, jobLockPath } from "../core/lock.ts";
 import type { Logger } from "../core/log.ts";
 import { writeReport } from "../core/spool.ts";
+import { native } from "../native/mod.ts";
 import type { NetworkClient, PackResult } from "../network/client.ts";
 import { agentClient, beginUpload, type ChunkedUpload, sendChunk } from "./cloud.ts";
 import { selectCcsJobs, sessionOf } from "./nq.ts";
 import { storeSignature } from "./signature_cache.ts";
 import { openWorkDb, pidAlive, processStart, type WorkDb, type WorkItem } from "./work_queue.ts";
+import { releaseMemory } from "../core/memory.ts";
 
 /** Options of {@link runDq}. */
 export interface DqOptions {
@@ -267,6 +269,7 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
         client ??= agentClient(ctx.config);
         const r = await sendBatch(client, jobKey, batch, chunk, o.lanes ?? 4, stats);
         recordBatch(work, ctx.paths.work, job.id, r.done, r.rejected, log);
+        releaseMemory(native); // the batch's buffers are free now: give them back
         stats.uploaded += r.done.length;
         stats.items += r.done.reduce((n, f) => n + f.items.length, 0);
         if (process.stderr.isTTY) {

@@ -29,6 +29,7 @@ import {
 import type { FileStates } from "./file_state.ts";
 import { baseSignature, MIN_SIG_SIZE, writeSignature } from "./signature_cache.ts";
 import type { ItemKind, WorkDb, WorkItem } from "./work_queue.ts";
+import { releaseMemory } from "../core/memory.ts";
 
 /** What the pack phase needs. */
 export interface PackContext {
@@ -435,6 +436,7 @@ async function closePack(c: PackContext, open: OpenPack, s: PackStats): Promise<
   s.packed += open.entries.length;
   s.packFiles++;
   s.packBytes += w.bytes;
+  releaseMemory(native); // the pack's buffers are free now: give them back
 }
 
 /**
@@ -467,6 +469,7 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   let batch: Prepared[] = [];
   let batchBytes = 0;
   let inflightBytes = 0;
+  let inflightEntries = 0;
   const addAll = async (entries: Prepared[], encoded: Encoded[]) => {
     for (let [i, p] of entries.entries()) {
       const e = encoded[i]!;
@@ -499,6 +502,7 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
     batch = [];
     batchBytes = 0;
     inflightBytes += bytes;
+    inflightEntries += entries.length;
     const encoded = encodeBatch(c, entries);
     encoded.catch(() => {}); // reported through the writer
     writer = writer.then(async () => {
@@ -506,6 +510,7 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
         await addAll(entries, await encoded);
       } finally {
         inflightBytes -= bytes;
+        inflightEntries -= entries.length;
       }
     });
     writer.catch(() => {}); // handled: a failure surfaces where the writer is awaited
@@ -515,8 +520,9 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
     batch.push(p);
     batchBytes += p.body?.length ?? p.read?.size ?? 0;
     if (batch.length >= COMPRESS_BATCH || batchBytes >= 4 << 20) flushBatch();
-    // Bounded memory: file contents waiting to be compressed and written stay under 16 MB.
-    if (inflightBytes >= 16 << 20) await writer;
+    // Bounded memory: what waits to be read, compressed and written stays under 16 MB of
+    // file contents and 2,048 entries (a million tiny files add up too).
+    if (inflightBytes >= 16 << 20 || inflightEntries >= 2048) await writer;
   };
   try {
     for (let stage = 0; stage <= 2; stage++) {

@@ -91,6 +91,13 @@ export declare function signature(basePath: string, sigPath: string, blockSize?:
 export declare function syncFs(path: string): Promise<boolean>
 
 /**
+ * Returns the allocator's free memory to the system (glibc `malloc_trim`); false where
+ * there is nothing to do. Long runs call it between batches: freed buffers otherwise stay
+ * resident in the allocator's arenas.
+ */
+export declare function trimMemory(): boolean
+
+/**
  * Verifies pack body frames in parallel off the JS thread: frame i (zstd when `zstd[i]`)
  * must decode to `sizes[i]` bytes with BLAKE3 `blake3[i]`. Resolves to "" per good frame,
  * else the reason.

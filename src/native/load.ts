@@ -35,6 +35,7 @@ const REQUIRED = [
   "blake3",
   "blake3File",
   "syncFs",
+  "trimMemory",
   "zstdCompress",
   "zstdDecompress",
   "zstdCompressMany",

@@ -130,6 +130,7 @@ function addonCore(b: NativeBinding): NativeCore {
     blake3: (data) => b.blake3(data),
     blake3File: (path) => wrapAsync(b.blake3File(path)),
     syncFs: (path) => wrapAsync(b.syncFs(path)),
+    trimMemory: () => b.trimMemory(),
     zstdCompress: (data, level) => wrapSync(() => b.zstdCompress(data, level)),
     zstdDecompress: (data, max, wlog) => wrapSync(() => b.zstdDecompress(data, max, wlog)),
     zstdCompressMany: (bodies, level) => wrapAsync(b.zstdCompressMany(bodies, level)),
@@ -183,6 +184,7 @@ export async function loadPortableCore(): Promise<NativeCore> {
     blake3: pHash.blake3,
     blake3File: (path) => wrapAsync(pHash.blake3File(path)),
     syncFs: (path) => wrapAsync(pDurable.syncFs(path)),
+    trimMemory: () => false,
     zstdCompress: pCompress.zstdCompress,
     zstdDecompress: pCompress.zstdDecompress,
     zstdCompressMany: (bodies, level) =>

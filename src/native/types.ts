@@ -102,6 +102,11 @@ export interface NativeCore {
    */
   verifyFrames(checks: FrameCheck[], windowLogMax: number): Promise<string[]>;
   /**
+   * Returns the allocator's free memory to the system (glibc `malloc_trim`); false where
+   * there is nothing to do (the portable twin). Called between batches of long runs.
+   */
+  trimMemory(): boolean;
+  /**
    * Flushes the whole file system holding `path` to stable storage (Linux `syncfs`): one
    * barrier for many files just written. False where there is no such call; fsync each
    * file then.

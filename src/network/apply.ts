@@ -15,6 +15,7 @@ import type { Catalog, JobRow } from "./catalog.ts";
 import { loadNative } from "./native.ts";
 import { SMALL_BLOB_MAX, type SmallBlob } from "./small_blobs.ts";
 import type { BlobStore } from "./storage.ts";
+import { releaseMemory } from "../core/memory.ts";
 
 /** What applying one entry of a pack did. */
 export interface EntryResult {
@@ -110,10 +111,12 @@ export async function applyPack(
         `pack is for job ${JSON.stringify(headers[0]!.job)}, not ${JSON.stringify(job.job_key)}`,
       );
     }
-    return await serialized(
+    const result = await serialized(
       job.id,
       () => commit(ctx, deviceId, job, sha, headers, frames, tmpBase),
     );
+    releaseMemory(native); // the pack's frames are stored: give their memory back
+    return result;
   } finally {
     // Only what may still exist: bodies not consumed by putMany, patched contents.
     for (const f of await readdir(blobs.tmpDir).catch(() => [] as string[])) {

@@ -9,7 +9,14 @@ import type { NativeCore } from "../native/types.ts";
 /** The subset of the native core the network uses. */
 export type NetworkNative = Pick<
   NativeCore,
-  "patch" | "signature" | "delta" | "blake3File" | "blake3" | "syncFs" | "zstdDecompress"
+  | "patch"
+  | "signature"
+  | "delta"
+  | "blake3File"
+  | "blake3"
+  | "syncFs"
+  | "zstdDecompress"
+  | "trimMemory"
 >;
 
 let loaded: Promise<NetworkNative> | undefined;
@@ -35,6 +42,7 @@ export function loadNative(): Promise<NetworkNative> {
       blake3: pick("blake3"),
       syncFs: pick("syncFs"),
       zstdDecompress: pick("zstdDecompress"),
+      trimMemory: pick("trimMemory"),
     } as NetworkNative;
   })();
   return loaded;
