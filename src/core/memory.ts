@@ -11,10 +11,20 @@ import { getHeapStatistics } from "node:v8";
 
 /** Heap size above which a batch boundary collects garbage. */
 const COLLECT_ABOVE = 32 * 1024 * 1024;
+/** At most this often: a full collection costs tens of ms on the run's critical path. */
+const RELEASE_EVERY_MS = 2000;
+let lastRelease = 0;
 
-/** Collects garbage if the heap has grown, and trims the allocator. Once per batch. */
+/** Trims the allocator, and collects garbage (at most every 2 s) if the heap has grown. */
 export function releaseMemory(core: { trimMemory(): boolean }): void {
+  const now = Date.now();
   const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc && getHeapStatistics().used_heap_size > COLLECT_ABOVE) gc();
+  if (
+    gc && now - lastRelease >= RELEASE_EVERY_MS &&
+    getHeapStatistics().used_heap_size > COLLECT_ABOVE
+  ) {
+    lastRelease = now;
+    gc();
+  }
   core.trimMemory();
 }
