@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { openLog } from "../../src/core/log.ts";
+import { FileStates } from "../../src/ccs/file_state.ts";
+import { packPlanned } from "../../src/ccs/pack.ts";
+import { readPackEntries } from "../../src/ccs/pack_reader.ts";
+import { openWorkDb } from "../../src/ccs/work_queue.ts";
+import { tempDir } from "../helpers/tmp.ts";
+
+test("the pack phase shares packs, re-reads a file that changed, reports one that vanished", async () => {
+  const dir = tempDir();
+  const root = join(dir, "src");
+  const workDir = join(dir, "work");
+  mkdirSync(join(root, "d"), { recursive: true });
+  mkdirSync(workDir);
+  const names = Array.from({ length: 300 }, (_, i) => `d/f${i}.txt`);
+  for (const [i, n] of names.entries()) writeFileSync(join(root, n), `file ${i}\n`.repeat(i));
+  writeFileSync(join(root, "big.bin"), Buffer.alloc(3 << 20, 7)); // a pack of its own
+  const work = openWorkDb(join(workDir, "work.db"));
+  const listed = [...names, "big.bin"].map((path) => {
+    const st = statSync(join(root, path), { bigint: true });
+    return {
+      kind: "ADD" as const,
+      path,
+      size: Number(st.size),
+      mtimeNs: String(st.mtimeNs),
+      mode: Number(st.mode) & 0o7777,
+      ino: String(st.ino),
+      dev: String(st.dev),
+    };
+  });
+  work.tx(() => work.addItems(1, "s1", listed));
+  // After the peek: one file vanishes, one changes size.
+  unlinkSync(join(root, names[5]!));
+  writeFileSync(join(root, names[7]!), "changed after the peek\n");
+  const log = openLog({ dir: join(dir, "logs"), prefix: "NQ", style: "daily", program: "test" });
+  const s = await packPlanned({
+    work,
+    workDir,
+    job: 1,
+    jobKey: "1",
+    root,
+    client: undefined,
+    states: new FileStates(work, 1, false),
+    log,
+    suppressMissing: false,
+  });
+  log.close();
+  assert.equal(s.missing, 1);
+  assert.equal(s.adds, 300);
+  assert.equal(s.packFiles, 2, "299 small files share one pack, the large file has its own");
+
+  const ready = work.items(1, "ready");
+  assert.equal(ready.length, 300);
+  const packs = [...new Set(ready.map((i) => i.pack!))];
+  const contents = new Map<string, Buffer>();
+  for (const p of packs) {
+    const bodies = new Map<number, string>();
+    const headers = await readPackEntries(p, {
+      bodyTo: (_h, i) => {
+        const f = `${p}.${i}`;
+        bodies.set(i, f);
+        return f;
+      },
+    });
+    for (const [i, h] of headers.entries()) contents.set(h.path, readFileSync(bodies.get(i)!));
+  }
+  assert.equal(contents.size, 300);
+  assert.equal(contents.get(names[7]!)!.toString(), "changed after the peek\n");
+  assert.equal(contents.get(names[9]!)!.toString(), "file 9\n".repeat(9));
+  assert.ok(!contents.has(names[5]!));
+  assert.equal(ready.find((i) => i.path === names[7])!.size, 23, "the item has the new size");
+  assert.match(readFileSync(log.path, "utf8"), /PACK-MISSING d\/f5\.txt/);
+  work.close();
+});
