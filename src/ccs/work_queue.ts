@@ -421,10 +421,24 @@ export class WorkDb {
         "SELECT min(stage) AS s FROM items WHERE job = ? AND state IN ('planned', 'ready', 'sending')",
       ).get(job) as { s: number | null };
       if (low.s === null) return [];
-      const packs = this.stmt(
-        `SELECT pack, min(id) AS first FROM items WHERE job = ? AND state = 'ready' AND stage = ?
-         GROUP BY pack ORDER BY first LIMIT ?`,
-      ).all(job, low.s, max) as unknown as { pack: string | null }[];
+      // The oldest packs, read in id order only as far as needed: the dequeuer claims every
+      // 100 ms while the enqueuer packs, and grouping all ready items each time cost a
+      // second of a first backup.
+      const packs: { pack: string | null }[] = [];
+      const seen = new Set<string | null>();
+      let rows = 0;
+      for (
+        const r of this.stmt(
+          "SELECT pack FROM items WHERE job = ? AND state = 'ready' AND stage = ? ORDER BY id",
+        ).iterate(job, low.s) as IterableIterator<{ pack: string | null }>
+      ) {
+        if (!seen.has(r.pack)) {
+          if (packs.length >= max || rows >= maxItems) break;
+          seen.add(r.pack);
+          packs.push({ pack: r.pack });
+        }
+        rows++;
+      }
       const pick = this.stmt(
         "SELECT * FROM items WHERE job = ? AND state = 'ready' AND pack IS ? ORDER BY id",
       );
