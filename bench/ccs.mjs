@@ -9,25 +9,11 @@
 // --write replaces the "## CCS agent" section of bench/RESULTS.md with this run's table.
 // --million also runs bench/ccs_million.mjs (peak memory of a 1M-file peek, a few minutes).
 // The load average is sampled before each timed step; the table gives the range.
-import { spawn } from "node:child_process";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { $, fs, os, path } from "zx";
-import { NODE_FLAGS } from "../src/core/runtime_flags.ts";
+import { arg, args, node, repo, run, startCncopd } from "./_common.mjs";
 import { writeResultsSection } from "./_results.mjs";
 
-$.verbose = false;
-const args = process.argv.slice(2);
-const arg = (name, def) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
 const WRITE = args.includes("--write");
-const repo = path.join(path.dirname(fileURLToPath(import.meta.url)), "..");
-const main = path.join(repo, "src", "cli", "main.ts");
-// From the sources, with the V8 flags the single executable embeds (runtime_flags.ts).
-const run = [...NODE_FLAGS, main];
-const node = process.execPath;
 const work = arg("--dir", path.join(os.tmpdir(), "cncop-bench-ccs"));
 const tarball = "/usr/src/linux-source-6.1.tar.xz";
 for (const tool of ["restic", "rclone", "/usr/bin/time"]) {
@@ -81,20 +67,7 @@ const env = { CNCOP_HOME: home };
 const cncop = (a) => $({ env: { ...process.env, ...env } })`${node} ${run} ${a}`;
 await cncop(["init", home]);
 const token = (await cncop(["cncopd", "device", "add", "bench", "--data", data])).stdout.trim();
-const server = spawn(node, [...run, "cncopd", "serve", "--listen", "127.0.0.1:0", "--data", data], {
-  stdio: ["ignore", "pipe", "inherit"],
-});
-const url = await new Promise((resolve, reject) => {
-  createInterface({ input: server.stdout }).on("line", (l) => {
-    const m = /listening on (\S+)/.exec(l);
-    if (m) resolve(m[1]);
-  });
-  server.once("exit", (c) => reject(new Error(`cncopd exited ${c}`)));
-});
-await fs.writeFile(
-  path.join(home, "Config", "cncop3.ini"),
-  `[network]\nurl = ${url}\ntoken = ${token}\n`,
-);
+const server = await startCncopd(data, home, token);
 await cncop(["cncopjobs", "add", "--title", "linux", "--type", "ccs", "--source", tree]);
 const agent = (extra = []) => timed(node, [...run, "cncopagent", ...extra, "linux"], env);
 const packBytes = async () => {

@@ -10,24 +10,9 @@
 //   node_modules/.bin/node bench/ccs_million.mjs [--dir DIR] [--files N] [--keep]
 //
 // The tree is kept in DIR/tree between runs (it takes a minute or two to create).
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { $, fs, os, path } from "zx";
-import { NODE_FLAGS } from "../src/core/runtime_flags.ts";
-
-$.verbose = false;
-const args = process.argv.slice(2);
-const arg = (name, def) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
-const repo = path.join(path.dirname(fileURLToPath(import.meta.url)), "..");
-const main = path.join(repo, "src", "cli", "main.ts");
-// From the sources, with the V8 flags the single executable embeds (runtime_flags.ts).
-const run = [...NODE_FLAGS, main];
-const node = process.execPath;
+import { arg, args, node, run, startCncopd } from "./_common.mjs";
 const work = arg("--dir", path.join(os.tmpdir(), "cncop-bench-million"));
 const want = Number(arg("--files", "1000000"));
 if ((await $`command -v /usr/bin/time`.nothrow()).exitCode !== 0) {
@@ -74,27 +59,7 @@ await cncop(["init", home]);
 const token = (await cncop(["cncopd", "device", "add", "bench", "--data", data])).stdout.trim();
 await cncop(["cncopjobs", "add", "--title", "million", "--type", "ccs", "--source", tree]);
 
-async function startServer() {
-  const server = spawn(
-    node,
-    [...run, "cncopd", "serve", "--listen", "127.0.0.1:0", "--data", data],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
-  const url = await new Promise((resolve, reject) => {
-    createInterface({ input: server.stdout }).on("line", (l) => {
-      const m = /listening on (\S+)/.exec(l);
-      if (m) resolve(m[1]);
-    });
-    server.once("exit", (c) => reject(new Error(`cncopd exited ${c}`)));
-  });
-  await fs.writeFile(
-    path.join(home, "Config", "cncop3.ini"),
-    `[network]\nurl = ${url}\ntoken = ${token}\n`,
-  );
-  return server;
-}
+const startServer = () => startCncopd(data, home, token);
 const hwmMb = (pid) => {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : NaN;

@@ -8,20 +8,13 @@
 // --write replaces the "## Native core" section of bench/RESULTS.md with this run's table.
 import { $, fs, os, path } from "zx";
 import { randomFillSync } from "node:crypto";
-import { fileURLToPath } from "node:url";
 import { loadAddonCore, loadPortableCore, nativeStatus } from "../src/native/mod.ts";
+import { arg, args, repo } from "./_common.mjs";
 import { writeResultsSection } from "./_results.mjs";
 
-$.verbose = false;
-const args = process.argv.slice(2);
-const arg = (name, def) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
 const WRITE = args.includes("--write");
 const SYN_MB = Number(arg("--synthetic-mb", "512"));
 const RUNS = Number(arg("--runs", "3"));
-const repo = path.join(path.dirname(fileURLToPath(import.meta.url)), "..");
 const work = arg("--dir", path.join(os.tmpdir(), "cncop-bench-native"));
 await fs.mkdirp(work);
 

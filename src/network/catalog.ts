@@ -131,6 +131,26 @@ PRAGMA user_version = 1;
 
 const CURRENT = "ended_at IS NULL";
 
+/** The WHERE clause (and its parameters) of a job's tree at a time, under a prefix. */
+function treeWhere(
+  jobId: number,
+  options: { prefix?: string; at?: number },
+): { where: string; params: SQLInputValue[] } {
+  const params: SQLInputValue[] = [jobId];
+  let where = "job_id = ?";
+  if (options.at === undefined) where += ` AND ${CURRENT}`;
+  else {
+    where += " AND created_at <= ? AND (ended_at IS NULL OR ended_at > ?)";
+    params.push(options.at, options.at);
+  }
+  if (options.prefix) {
+    const p = options.prefix.replace(/\/+$/, "");
+    where += " AND (path = ? OR substr(path, 1, ?) = ?)";
+    params.push(p, p.length + 1, p + "/");
+  }
+  return { where, params };
+}
+
 /** The catalog. One per data directory; several processes may open it (WAL). */
 export class Catalog {
   readonly db: DatabaseSync;
@@ -246,18 +266,7 @@ export class Catalog {
     jobId: number,
     options: { prefix?: string; at?: number; page?: number } = {},
   ): Iterable<VersionRow> {
-    const params: SQLInputValue[] = [jobId];
-    let where = "job_id = ?";
-    if (options.at === undefined) where += ` AND ${CURRENT}`;
-    else {
-      where += " AND created_at <= ? AND (ended_at IS NULL OR ended_at > ?)";
-      params.push(options.at, options.at);
-    }
-    if (options.prefix) {
-      const p = options.prefix.replace(/\/+$/, "");
-      where += " AND (path = ? OR substr(path, 1, ?) = ?)";
-      params.push(p, p.length + 1, p + "/");
-    }
+    const { where, params } = treeWhere(jobId, options);
     const page = options.page ?? 1000;
     const stmt = this.db.prepare(
       `SELECT * FROM versions WHERE ${where} AND path > ? ORDER BY path LIMIT ${page}`,
@@ -279,18 +288,7 @@ export class Catalog {
     jobId: number,
     options: { prefix?: string; at?: number; page?: number } = {},
   ): Iterable<{ text: string; last: string; lines: number }> {
-    const params: SQLInputValue[] = [jobId];
-    let where = "job_id = ?";
-    if (options.at === undefined) where += ` AND ${CURRENT}`;
-    else {
-      where += " AND created_at <= ? AND (ended_at IS NULL OR ended_at > ?)";
-      params.push(options.at, options.at);
-    }
-    if (options.prefix) {
-      const p = options.prefix.replace(/\/+$/, "");
-      where += " AND (path = ? OR substr(path, 1, ?) = ?)";
-      params.push(p, p.length + 1, p + "/");
-    }
+    const { where, params } = treeWhere(jobId, options);
     const page = options.page ?? 2000;
     const stmt = this.db.prepare(
       `SELECT count(*) AS lines, max(path) AS last,

@@ -4,7 +4,7 @@
  * HOME empty. The release archive is built once per source state (release_build.ts).
  */
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import {
   chmodSync,
   chownSync,
@@ -29,12 +29,9 @@ import {
   tempDir,
   unpack,
 } from "./release_build.ts";
+import { type CliResult, runProcess } from "../helpers/run_cli.ts";
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliResult;
 
 let exe: string;
 let bin: string;
@@ -43,17 +40,9 @@ let env: Record<string, string>;
 
 /** Runs `cncop zx Bin/<example> args` as cncopagent would. */
 function example(name: string, args: string[], extra: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(exe, ["zx", join(bin, name), ...args], {
-      env: { ...env, CNCOP_JOB_ID: "3", CNCOP_JOB_TITLE: "shop", ...extra },
-      timeout: 120_000,
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (status) => resolve({ status, stdout, stderr }));
+  return runProcess(exe, ["zx", join(bin, name), ...args], {
+    env: { ...env, CNCOP_JOB_ID: "3", CNCOP_JOB_TITLE: "shop", ...extra },
+    timeout: 120_000,
   });
 }
 

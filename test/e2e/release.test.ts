@@ -37,12 +37,9 @@ import {
   unpack,
 } from "./release_build.ts";
 import { writeV1JobsDb } from "../helpers/jobs_v1.ts";
+import { type CliResult, runProcess } from "../helpers/run_cli.ts";
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliResult;
 
 /** Runs `file args` with exactly `env`; kills it after two minutes. */
 function run(
@@ -51,15 +48,7 @@ function run(
   env: Record<string, string>,
   cwd?: string,
 ): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env, cwd, timeout: 120_000 });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (status) => resolve({ status, stdout, stderr }));
-  });
+  return runProcess(file, args, { env, cwd, timeout: 120_000 });
 }
 
 function ok(r: Run, what: string): Run {

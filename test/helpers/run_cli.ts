@@ -30,10 +30,17 @@ export function runCliAsync(
   args: string[],
   env: Record<string, string | undefined> = {},
 ): Promise<CliResult> {
+  return runProcess(process.execPath, [mainTs, ...args], { env: { ...process.env, ...env } });
+}
+
+/** Runs `file args` (any program) and collects its output; `timeout` kills it. */
+export function runProcess(
+  file: string,
+  args: string[],
+  options: { env?: Record<string, string | undefined>; cwd?: string; timeout?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [mainTs, ...args], {
-      env: { ...process.env, ...env },
-    });
+    const child = spawn(file, args, options);
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));

@@ -1,0 +1,48 @@
+// Shared by the benchmarks: command-line options, where the sources are, how to run a cncop
+// program from them, and a local cncopd on loopback.
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { $, fs, path } from "zx";
+import { NODE_FLAGS } from "../src/core/runtime_flags.ts";
+
+$.verbose = false;
+/** The benchmark's command-line arguments. */
+export const args = process.argv.slice(2);
+/** The value after option `name`, else `def`. */
+export const arg = (name, def) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : def;
+};
+/** The repository root. */
+export const repo = path.join(path.dirname(fileURLToPath(import.meta.url)), "..");
+/** The pinned Node running the benchmark. */
+export const node = process.execPath;
+/** `node ${run} program args`: the sources, with the V8 flags the executable embeds. */
+export const run = [...NODE_FLAGS, path.join(repo, "src", "cli", "main.ts")];
+
+/**
+ * Starts `cncopd serve` on a free loopback port with data in `data`, and points the home's
+ * cncop3.ini at it with `token`. Resolves to the server process.
+ */
+export async function startCncopd(data, home, token) {
+  const server = spawn(
+    node,
+    [...run, "cncopd", "serve", "--listen", "127.0.0.1:0", "--data", data],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  const url = await new Promise((resolve, reject) => {
+    createInterface({ input: server.stdout }).on("line", (l) => {
+      const m = /listening on (\S+)/.exec(l);
+      if (m) resolve(m[1]);
+    });
+    server.once("exit", (c) => reject(new Error(`cncopd exited ${c}`)));
+  });
+  await fs.writeFile(
+    path.join(home, "Config", "cncop3.ini"),
+    `[network]\nurl = ${url}\ntoken = ${token}\n`,
+  );
+  return server;
+}
