@@ -16,6 +16,9 @@ import { mainTs } from "../helpers/run_cli.ts";
 import { tempHome } from "../helpers/tmp.ts";
 
 /** Result of a program run. */
+/** Agent environment for a network that is down: give up fast instead of retrying. */
+export const fast = { CNCOP_NETWORK_RETRIES: "1", CNCOP_NETWORK_BACKOFF_MS: "50" };
+
 export interface Run {
   status: number | null;
   stdout: string;

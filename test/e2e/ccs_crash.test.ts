@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
 import { tempDir } from "../helpers/tmp.ts";
-import { backup, ccsHome, cncop, treeDigest } from "../ccs/e2e_helpers.ts";
+import { backup, ccsHome, cncop, fast, treeDigest } from "../ccs/e2e_helpers.ts";
 
 let d: CncopdHandle;
 before(async () => {
@@ -18,8 +18,6 @@ before(async () => {
 after(async () => {
   await d.cleanup();
 });
-
-const fast = { CNCOP_NETWORK_RETRIES: "1", CNCOP_NETWORK_BACKOFF_MS: "50" };
 
 function ok(r: { status: number | null; stderr: string }, what: string) {
   assert.equal(r.status, 0, `${what} failed: ${r.stderr}`);

@@ -10,7 +10,7 @@ import { writeReport } from "../../src/core/spool.ts";
 import { NetworkClient } from "../../src/network/client.ts";
 import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
 import { tempDir } from "../helpers/tmp.ts";
-import { ccsHome, cncop } from "../ccs/e2e_helpers.ts";
+import { ccsHome, cncop, fast } from "../ccs/e2e_helpers.ts";
 
 let d: CncopdHandle;
 before(async () => {
@@ -20,7 +20,6 @@ after(async () => {
   await d.cleanup();
 });
 
-const fast = { CNCOP_NETWORK_RETRIES: "1", CNCOP_NETWORK_BACKOFF_MS: "50" };
 const base = { jobTitle: "docs", jobType: "CCS", session: "s1", program: "test" };
 
 test("reports pile up while the network is down and go in JE, JS, JF order when it is back", async () => {
