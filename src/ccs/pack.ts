@@ -17,7 +17,7 @@ import type { Logger } from "../core/log.ts";
 import { cncopVersion } from "../core/version.ts";
 import { native } from "../native/mod.ts";
 import type { NetworkClient } from "../network/client.ts";
-import type { PackHeader } from "./pack_format.ts";
+import { checkPackPath, type PackHeader } from "./pack_format.ts";
 import {
   baseHeader,
   packAdd,
@@ -276,6 +276,9 @@ async function prepareOne(
   const common = { job: c.jobKey, path: item.path, program: "backupagentnq", programVersion };
   for (let attempt = 0;; attempt++) {
     try {
+      // A name the pack format refuses fails this item alone, not the pack it would join.
+      checkPackPath(item.path);
+      if (item.newPath !== null) checkPackPath(item.newPath, "newPath");
       if (item.kind === "MOVE") {
         const header = baseHeader("move", common);
         header.newPath = item.newPath!;
@@ -532,15 +535,20 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
         if (page.length === 0) break;
         after = page[page.length - 1]!.id;
         let next = 0;
+        let failure: { err: unknown } | undefined;
         const worker = async () => {
-          while (next < page.length) {
+          while (next < page.length && !failure) {
             const item = page[next++]!;
             const p = await prepareOne(c, item, s);
             if (p) await append(p);
             c.onItem?.(++done);
           }
         };
-        await Promise.all(Array.from({ length: parallel }, worker));
+        // The first failure stops the other workers; it is thrown once all have stopped, so
+        // none adds to a pack after it was aborted.
+        const guarded = () => worker().catch((err) => void (failure ??= { err }));
+        await Promise.all(Array.from({ length: parallel }, guarded));
+        if (failure) throw failure.err;
       }
       // A stage's packs are complete before the next stage's begin (the dequeuer sends
       // stage by stage).

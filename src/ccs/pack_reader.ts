@@ -267,13 +267,15 @@ class FrameBatches {
       size: d.header.bodySize,
       blake3: d.header.hash,
     }));
-    this.#running.push(
-      native.verifyFrames(checks, ZSTD_WINDOW_LOG_MAX).then((problems) => {
-        const bad = problems.findIndex((p) => p !== "");
-        if (bad >= 0) throw new PackRejectedError(`pack ${problems[bad]}`);
-        return batch;
-      }),
-    );
+    const verified = native.verifyFrames(checks, ZSTD_WINDOW_LOG_MAX).then((problems) => {
+      const bad = problems.findIndex((p) => p !== "");
+      if (bad >= 0) throw new PackRejectedError(`pack ${problems[bad]}`);
+      return batch;
+    });
+    // Handled here, reported by verified(): a rejection while the rest of the pack is still
+    // being read must not be an unhandled one (it would end the process).
+    verified.catch(() => {});
+    this.#running.push(verified);
   }
 
   /** Every deferred body, in order, once all are verified. */

@@ -92,13 +92,17 @@ export async function applyPack(
   const tmpBase = join(blobs.tmpDir, tmpPrefix);
   const bodyOf = (i: number) => `${tmpBase}-${i}.body`;
   const frames: SmallBlob[] = [];
+  let frameBudget = 64 * 1024 * 1024;
   try {
     // Reading and verifying needs nothing of the catalog: packs of one job are verified
     // side by side, and only what changes the catalog runs one pack after the other.
     const headers = await readPackEntries(packPath, {
       bodyTo: (h, i) => (h.kind === "add" || h.kind === "update" ? bodyOf(i) : undefined),
+      maxBodySize: ctx.maxBodySize,
       frames: {
-        wants: (h) => h.size <= SMALL_BLOB_MAX,
+        // Small bodies stay in memory until the commit: at most 64 MB of them per pack, the
+        // rest go to body files (a client's packs hold 16 MB; a hostile one could hold more).
+        wants: (h) => h.size <= SMALL_BLOB_MAX && (frameBudget -= h.bodySize) >= 0,
         take: (h, _i, frame) =>
           frames.push({ hash: h.hash, size: h.size, compression: h.compression, frame }),
       },
@@ -118,7 +122,8 @@ export async function applyPack(
     releaseMemory(native); // the pack's frames are stored: give their memory back
     return result;
   } finally {
-    // Only what may still exist: bodies not consumed by putMany, patched contents.
+    // Only what may still exist: bodies not consumed by putMany, patched contents. One
+    // listing of tmp/ (small bodies never reach it) costs less than a removal per entry.
     for (const f of await readdir(blobs.tmpDir).catch(() => [] as string[])) {
       if (f.startsWith(tmpPrefix)) await rm(join(blobs.tmpDir, f), { force: true });
     }

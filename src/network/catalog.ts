@@ -293,7 +293,8 @@ export class Catalog {
     const stmt = this.db.prepare(
       `SELECT count(*) AS lines, max(path) AS last,
          group_concat(json_object('path', path, 'size', size, 'mtimeNs', mtime_ns,
-           'mode', mode, 'hash', hash, 'version', id, 'created', created_at) || char(10), '') AS text
+           'mode', mode, 'hash', hash, 'version', id, 'created', created_at) || char(10), ''
+           ORDER BY path) AS text
        FROM (SELECT * FROM versions WHERE ${where} AND path > ? ORDER BY path LIMIT ${page})`,
     );
     let after = "";

@@ -72,19 +72,25 @@ export async function readJson(
 
 /** Writes one NDJSON line, waiting when the socket is full. */
 export async function writeLine(res: ServerResponse, value: unknown): Promise<void> {
-  if (!res.write(JSON.stringify(value) + "\n")) {
-    await new Promise<void>((resolve, reject) => {
-      const done = () => {
-        res.off("drain", done);
-        res.off("close", closed);
-        resolve();
-      };
-      const closed = () => {
-        res.off("drain", done);
-        reject(new Error("client went away"));
-      };
-      res.on("drain", done);
-      res.on("close", closed);
-    });
-  }
+  if (!res.write(JSON.stringify(value) + "\n")) await drained(res);
+}
+
+/**
+ * Waits until `res` can take more; fails when the client went away (also when it went
+ * before the wait began: its 'close' has fired then and no 'drain' will come).
+ */
+export function drained(res: ServerResponse): Promise<void> {
+  if (res.destroyed || res.writableEnded) return Promise.reject(new Error("client went away"));
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      res.off("close", closed);
+      resolve();
+    };
+    const closed = () => {
+      res.off("drain", done);
+      reject(new Error("client went away"));
+    };
+    res.once("drain", done);
+    res.once("close", closed);
+  });
 }

@@ -12,7 +12,7 @@ import { dirname, join, relative, resolve, sep } from "node:path";
 import { CncopError, errnoCode, messageOf, TransientError } from "../core/errors.ts";
 import { checkPackPath } from "../ccs/pack_format.ts";
 import type { NetworkClient, RemoteFile } from "./client.ts";
-import { syncDir, syncFile } from "./durable.ts";
+import { syncDir } from "./durable.ts";
 import { loadNative } from "./native.ts";
 
 /** Progress of a restore. */
@@ -80,53 +80,30 @@ export async function restoreFiles(o: RestoreOptions): Promise<RestoreResult> {
     }
     return dest;
   });
-  // Several files at once (a file costs a request, mostly waiting), downloaded to temp
-  // names; every 256 files one flush makes their contents durable, and only then do they
-  // get their names: a crash never leaves a restored name with missing content.
+  // Several files at once: a file costs a request and an fsync, mostly waiting. Each is
+  // downloaded to a temp name, fsynced, and only then named.
   const dirs = new Set<string>();
-  let staged: Staged[] = [];
-  let committing: Promise<void> = Promise.resolve();
-  const commit = (batch: Staged[]) => {
-    committing = committing.then(async () => {
-      await flushContents(batch.map((s) => s.tmp));
-      for (const s of batch) {
-        dirs.add(dirname(s.dest));
-        progress.path = s.f.path;
-        if (!(await place(s, o.overwrite === true))) existing.push(s.f.path);
-        else {
-          progress.files++;
-          progress.bytes += s.f.size;
-        }
-        o.onProgress?.(progress);
-      }
-    });
-    return committing;
-  };
   let next = 0;
   let failure: { err: unknown } | undefined;
   const worker = async () => {
     while (next < files.length && !failure) {
       const i = next++;
-      const s = await stage(o, files[i]!, dests[i]!);
-      staged.push(s); // after the await: `staged` may be a new array by now
-      if (staged.length >= 256) {
-        const batch = staged;
-        staged = [];
-        await commit(batch);
+      const f = files[i]!;
+      const written = await restoreOne(o, f, dests[i]!);
+      dirs.add(dirname(dests[i]!));
+      progress.path = f.path;
+      if (!written) existing.push(f.path);
+      else {
+        progress.files++;
+        progress.bytes += f.size;
       }
+      o.onProgress?.(progress);
     }
   };
   // The first failure stops the others from starting files; it is thrown once all stopped.
   const guarded = () => worker().catch((err) => void (failure ??= { err }));
-  try {
-    await Promise.all(Array.from({ length: Math.min(RESTORE_PARALLEL, files.length) }, guarded));
-    if (failure) throw failure.err;
-    await commit(staged);
-    staged = [];
-  } finally {
-    await committing.catch(() => {});
-    for (const s of staged) await rm(s.tmp, { force: true });
-  }
+  await Promise.all(Array.from({ length: Math.min(RESTORE_PARALLEL, files.length) }, guarded));
+  if (failure) throw failure.err;
   // The new names are durable once their folders are.
   for (const dir of dirs) await syncDir(dir);
   existing.sort();
@@ -136,59 +113,29 @@ export async function restoreFiles(o: RestoreOptions): Promise<RestoreResult> {
 /** Files restored at once. */
 const RESTORE_PARALLEL = 8;
 
-/** A file downloaded to its temp name, waiting for its name. */
-interface Staged {
-  f: RemoteFile;
-  tmp: string;
-  dest: string;
-}
-
-/** Downloads and verifies `f` into a temp file beside `dest`, with its mode and times. */
-async function stage(o: RestoreOptions, f: RemoteFile, dest: string): Promise<Staged> {
+/** Restores one file; false when a file is there already (without overwrite). */
+async function restoreOne(o: RestoreOptions, f: RemoteFile, dest: string): Promise<boolean> {
   const dir = dirname(dest);
   await mkdir(dir, { recursive: true });
   const tmp = join(dir, `.cncop-restore-${randomBytes(6).toString("hex")}`);
   try {
-    await download(o, f, tmp);
+    await download(o, f, tmp); // fsynced
     await chmod(tmp, f.mode & 0o7777);
     const seconds = Number(BigInt(f.mtimeNs) / 1000n) / 1e6;
     await utimes(tmp, seconds, seconds);
-    return { f, tmp, dest };
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
-
-/**
- * Makes the files' contents durable: fsyncs in parallel, which the file system commits
- * together (not `syncfs`: on a restore target shared with other work, flushing the whole
- * file system can wait on everyone else's writes).
- */
-async function flushContents(files: string[]) {
-  let next = 0;
-  const one = async () => {
-    while (next < files.length) await syncFile(files[next++]!);
-  };
-  await Promise.all(Array.from({ length: 16 }, one));
-}
-
-/** Gives a staged file its name; false when a file is there already (without overwrite). */
-async function place(s: Staged, overwrite: boolean): Promise<boolean> {
-  try {
-    if (overwrite) {
-      await rename(s.tmp, s.dest);
+    if (o.overwrite) {
+      await rename(tmp, dest);
       return true;
     }
     try {
-      await link(s.tmp, s.dest); // fails if dest exists: never replaces a file
+      await link(tmp, dest); // fails if dest exists: never replaces a file
     } catch (err) {
       if (errnoCode(err) === "EEXIST") return false;
       throw err;
     }
     return true;
   } finally {
-    await rm(s.tmp, { force: true });
+    await rm(tmp, { force: true });
   }
 }
 
@@ -225,6 +172,7 @@ async function download(o: RestoreOptions, f: RemoteFile, tmp: string): Promise<
         hint: "run 'cncopd check' on the network",
       });
     }
+    await fh.sync();
   } finally {
     await fh.close();
   }

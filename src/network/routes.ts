@@ -14,7 +14,7 @@ import { createReadStream } from "node:fs";
 import type { Authenticator } from "./auth.ts";
 import type { Catalog, DeviceRow, JobRow, VersionRow } from "./catalog.ts";
 import type { BlobStore, ByteRange } from "./storage.ts";
-import { HttpError, readJson, sendJson } from "./http_util.ts";
+import { drained, HttpError, readJson, sendJson } from "./http_util.ts";
 import type { Uploads } from "./upload.ts";
 import { loadNative } from "./native.ts";
 import { acceptReport } from "./reports.ts";
@@ -163,22 +163,6 @@ export async function route(
       throw new HttpError(405, "method not allowed");
   }
   throw new HttpError(404, "not found");
-}
-
-/** Waits until `res` can take more, or fails when the client went away. */
-function drained(res: ServerResponse): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const done = () => {
-      res.off("close", closed);
-      resolve();
-    };
-    const closed = () => {
-      res.off("drain", done);
-      reject(new Error("client went away"));
-    };
-    res.once("drain", done);
-    res.once("close", closed);
-  });
 }
 
 async function listFiles(

@@ -88,6 +88,12 @@ export class SmallBlobs {
     });
   }
 
+  /** Refreshes a blob's age, so a concurrent prune keeps it; false when it is not here. */
+  touch(device: number, hash: string): boolean {
+    return this.#stmt("UPDATE small SET touched = ? WHERE device = ? AND hash = ?")
+      .run(Date.now(), device, hash).changes > 0;
+  }
+
   /** Size of a blob, or undefined when it is not here. */
   size(device: number, hash: string): number | undefined {
     const r = this.#stmt("SELECT size FROM small WHERE device = ? AND hash = ?").get(

@@ -21,19 +21,15 @@ export interface BlobStore {
   /** Size of a blob, or undefined when absent. */
   size(device: number, hash: string): Promise<number | undefined>;
   /**
-   * Stores `file` (already verified to hash to `hash`) durably as the blob. Consumes the
-   * file (moved or removed). Resolves only once the blob survives a crash. When the blob is
-   * already there, refreshes its age so a concurrent prune keeps it.
-   */
-  put(device: number, hash: string, file: string): Promise<void>;
-  /**
-   * {@link put} for many blobs at once, with one durability barrier for all of them (a
-   * pack of hundreds of small files must not cost hundreds of serial fsyncs).
+   * Stores each `file` (already verified to hash to its `hash`) durably as that blob, with
+   * one durability barrier for all of them. Consumes the files (moved or removed). Resolves
+   * only once the blobs survive a crash. A blob already there (as a file or a small blob)
+   * only has its age refreshed, so a concurrent prune keeps it.
    */
   putMany(device: number, blobs: readonly { hash: string; file: string }[]): Promise<void>;
   /**
    * Stores small blobs (at most 1 MiB each) given as the pack frames they arrived in, in
-   * one durable step. Like {@link put}, a blob already there only has its age refreshed.
+   * one durable step. Like {@link putMany}, a blob already there only has its age refreshed.
    */
   putFrames(device: number, blobs: readonly SmallBlob[]): Promise<void>;
   /** Reads a blob (or a range of it). */

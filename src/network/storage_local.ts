@@ -5,8 +5,8 @@
  */
 import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, utimesSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { ZSTD_WINDOW_LOG_MAX } from "../ccs/pack_format.ts";
 import { errnoCode } from "../core/errors.ts";
@@ -78,7 +78,7 @@ export class LocalBlobStore implements BlobStore {
       utimesSync(p, now, now);
       return false;
     });
-    this.#smalls.putMany(device, fresh);
+    if (fresh.length > 0) this.#smalls.putMany(device, fresh);
     return Promise.resolve();
   }
 
@@ -98,21 +98,6 @@ export class LocalBlobStore implements BlobStore {
     }
   }
 
-  async put(device: number, hash: string, file: string): Promise<void> {
-    const dest = this.#path(device, hash);
-    if ((await this.size(device, hash)) !== undefined) {
-      const now = new Date();
-      await utimes(dest, now, now); // keeps a concurrent prune's hands off
-      await rm(file, { force: true });
-      return;
-    }
-    const dir = join(dest, "..");
-    await mkdir(dir, { recursive: true });
-    await syncFile(file);
-    await rename(file, dest);
-    await syncDir(dir);
-  }
-
   async putMany(device: number, blobs: readonly { hash: string; file: string }[]): Promise<void> {
     const place = new Map<string, { dest: string; file: string }>();
     const now = new Date();
@@ -120,7 +105,7 @@ export class LocalBlobStore implements BlobStore {
     // costs more than the call.
     for (const { hash, file } of blobs) {
       const dest = this.#path(device, hash);
-      if (place.has(hash)) {
+      if (place.has(hash) || this.#smalls.touch(device, hash)) {
         rmSync(file, { force: true });
       } else if (existsSync(dest)) {
         utimesSync(dest, now, now); // keeps a concurrent prune's hands off
@@ -137,7 +122,13 @@ export class LocalBlobStore implements BlobStore {
     const dirs = new Set<string>();
     for (const { dest, file } of todo) {
       const dir = join(dest, "..");
-      if (!dirs.has(dir)) mkdirSync(dir, { recursive: true });
+      if (!dirs.has(dir)) {
+        // Folders made now must be durable too, and their parents' entries for them.
+        const first = mkdirSync(dir, { recursive: true });
+        if (first) {
+          for (let d = dir; d.length >= first.length; d = dirname(d)) dirs.add(dirname(d));
+        }
+      }
       dirs.add(dir);
       renameSync(file, dest);
     }
