@@ -267,4 +267,40 @@ describe("pack writer and reader", () => {
     assert.equal(got.path, "old/style");
     assert.equal(got.format, 1);
   });
+
+  test("a bad body found by a deferred check while the pack is still read rejects it cleanly", async () => {
+    const b = await PackBuilder.create(join(dir, "deferred.pack"));
+    for (let i = 0; i < 600; i++) {
+      const body = Buffer.from(`body ${i}\n`.repeat(20));
+      const h = baseHeader("add", { job: "7", path: `f${i}` });
+      // Entry 1's hash is wrong: its batch fails long before the reader reaches the end.
+      const hash = native.blake3(i === 1 ? Buffer.from("other") : body);
+      Object.assign(h, { size: body.length, bodySize: body.length, hash });
+      await b.add(h, body);
+    }
+    const bytes = await readFile((await b.finish()).path);
+    async function* slow() {
+      for (let o = 0; o < bytes.length; o += 1024) {
+        await new Promise((r) => setImmediate(r));
+        yield bytes.subarray(o, o + 1024);
+      }
+    }
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const taken: string[] = [];
+      await assert.rejects(
+        readPackEntries(slow(), {
+          frames: { wants: () => true, take: (h) => taken.push(h.path) },
+        }),
+        (e: unknown) => e instanceof PackRejectedError && /hash/.test(e.message),
+      );
+      assert.deepEqual(taken, [], "nothing is handed out of a rejected pack");
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(unhandled, [], "no unhandled rejection");
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
 });

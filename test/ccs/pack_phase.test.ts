@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { openLog } from "../../src/core/log.ts";
@@ -18,8 +18,9 @@ test("the pack phase shares packs, re-reads a file that changed, reports one tha
   const names = Array.from({ length: 300 }, (_, i) => `d/f${i}.txt`);
   for (const [i, n] of names.entries()) writeFileSync(join(root, n), `file ${i}\n`.repeat(i));
   writeFileSync(join(root, "big.bin"), Buffer.alloc(3 << 20, 7)); // a pack of its own
+  writeFileSync(join(root, "bad\nname.txt"), "a newline in its name"); // legal on Linux
   const work = openWorkDb(join(workDir, "work.db"));
-  const listed = [...names, "big.bin"].map((path) => {
+  const listed = [...names, "big.bin", "bad\nname.txt"].map((path) => {
     const st = statSync(join(root, path), { bigint: true });
     return {
       kind: "ADD" as const,
@@ -49,7 +50,15 @@ test("the pack phase shares packs, re-reads a file that changed, reports one tha
   });
   log.close();
   assert.equal(s.missing, 1);
+  assert.equal(s.changed, 0, "the changed file was read again, not left for the next run");
+  assert.equal(s.failed, 1, "the name a pack cannot carry fails alone");
   assert.equal(s.adds, 300);
+  assert.equal(s.packed, 300);
+  assert.deepEqual(
+    readdirSync(workDir).filter((f) => !/^J1-\d+\.(pack|sig)$/.test(f) && !f.startsWith("work.db")),
+    [],
+    "no temp file left",
+  );
   assert.equal(s.packFiles, 2, "299 small files share one pack, the large file has its own");
 
   const ready = work.items(1, "ready");
@@ -72,6 +81,8 @@ test("the pack phase shares packs, re-reads a file that changed, reports one tha
   assert.equal(contents.get(names[9]!)!.toString(), "file 9\n".repeat(9));
   assert.ok(!contents.has(names[5]!));
   assert.equal(ready.find((i) => i.path === names[7])!.size, 23, "the item has the new size");
-  assert.match(readFileSync(log.path, "utf8"), /PACK-MISSING d\/f5\.txt/);
+  const logText = readFileSync(log.path, "utf8");
+  assert.match(logText, /PACK-MISSING d\/f5\.txt/);
+  assert.match(logText, /PACK-FAILED bad/);
   work.close();
 });

@@ -68,3 +68,24 @@ test("peek state is kept, invalidated and per job", () => {
   assert.equal(w.peekState(4), undefined);
   w.close();
 });
+
+test("claim() hands out whole packs, oldest first, and stops adding packs at maxItems", () => {
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  const ids = w.tx(() =>
+    w.addItems(
+      4,
+      "s",
+      Array.from({ length: 9 }, (_, i) => ({ kind: "ADD" as const, path: `f${i}` })),
+    )
+  );
+  // Items of one pack need not be consecutive: P1 also holds item 6, between P2's.
+  const packOf = ["P1", "P1", "P1", "P1", "P1", "P2", "P1", "P2", "P3"];
+  for (const [i, id] of ids.entries()) w.markReady(id, `/p/${packOf[i]}`, 1, null);
+  const first = w.claim(4, 111, 1);
+  assert.deepEqual(first.map((i) => i.path), ["f0", "f1", "f2", "f3", "f4", "f6"], "all of P1");
+  // maxItems 1 still hands out one whole pack (P2), never part of one.
+  assert.deepEqual(w.claim(4, 111, 10, 1).map((i) => i.path), ["f5", "f7"]);
+  assert.deepEqual(w.claim(4, 111, 10).map((i) => i.path), ["f8"]);
+  assert.deepEqual(w.claim(4, 111, 10), []);
+  w.close();
+});

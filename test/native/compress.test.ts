@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { statSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -52,6 +53,32 @@ describe("zstd and syncFs, native and portable", () => {
       assert.match(bad[0]!, /larger than its declared 100/);
       assert.match(bad[1]!, /hash/);
       assert.match(bad[2]!, /3 bytes/);
+    });
+
+    test(`${c.implementation}: readFilesForPack reads, hashes and compresses each file`, async () => {
+      const dir = await mkdtemp(join(tmpdir(), "cncop-readpack-"));
+      try {
+        const random = randomBytes(50_000);
+        const files = { text, random, empty: Buffer.alloc(0) };
+        for (const [n, b] of Object.entries(files)) await writeFile(join(dir, n), b);
+        const names = [...Object.keys(files), "missing"];
+        const got = await c.readFilesForPack(names.map((n) => join(dir, n)), 3);
+        for (const [i, [n, content]] of Object.entries(files).entries()) {
+          const r = got[i]!;
+          const st = statSync(join(dir, n), { bigint: true });
+          assert.equal(r.error, "", n);
+          assert.equal(r.blake3, c.blake3(content), n);
+          assert.equal(r.size, content.length, n);
+          assert.equal(r.mtimeNs, String(st.mtimeNs), n);
+          const body = r.compressed ? c.zstdDecompress(r.data, content.length, 23) : r.data;
+          assert.deepEqual(Buffer.from(body), content, n);
+        }
+        assert.equal(got[0]!.compressed, true, "text shrinks");
+        assert.equal(got[1]!.compressed, false, "random bytes are kept as they are");
+        assert.match(got[3]!.error, /^ENOENT/);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     test(`${c.implementation}: syncFs flushes where the platform can, refuses a missing path`, async () => {

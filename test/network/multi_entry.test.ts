@@ -95,6 +95,22 @@ describe("packs of many entries on a real cncopd", () => {
     for (const p of moved) assert.ok(paths.includes(p.replace(/^dir0\//, "moved0/")), p);
   });
 
+  test("entries apply in pack order: an add then a folder delete, and the reverse", async () => {
+    const body = Buffer.from("ordered\n");
+    const del = () =>
+      Object.assign(baseHeader("delete", { job: "5", path: "ord" }), { folder: true });
+    const addThenDelete = await PackBuilder.create(join(work, "order1.pack"));
+    await addThenDelete.add(addHeader("ord/a.txt", body, 1), body);
+    await addThenDelete.add(del());
+    await client.uploadPack("5", (await addThenDelete.finish()).path);
+    assert.ok(!(await listing()).some((f) => f.path === "ord/a.txt"), "deleted after it was added");
+    const deleteThenAdd = await PackBuilder.create(join(work, "order2.pack"));
+    await deleteThenAdd.add(del());
+    await deleteThenAdd.add(addHeader("ord/a.txt", body, 2), body);
+    await client.uploadPack("5", (await deleteThenAdd.finish()).path);
+    assert.ok((await listing()).some((f) => f.path === "ord/a.txt"), "added after the delete");
+  });
+
   test("one bad entry rejects the whole pack and changes nothing", async () => {
     const before = await listing();
     const b = await PackBuilder.create(join(work, "bad.pack"));
