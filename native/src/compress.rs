@@ -42,11 +42,6 @@ pub fn decompress(data: &[u8], max: usize, window_log_max: u32) -> io::Result<Ve
     })
 }
 
-/// Compresses each body at `level`, in parallel over the rayon pool.
-pub fn compress_many(bodies: &[Vec<u8>], level: i32) -> io::Result<Vec<Vec<u8>>> {
-    bodies.par_iter().map(|b| compress(b, level)).collect()
-}
-
 /// One body to verify: its frame as stored, whether zstd, the size and BLAKE3 it must have.
 pub struct FrameCheck {
     pub frame: Vec<u8>,
@@ -100,7 +95,7 @@ mod tests {
     #[test]
     fn many_at_once_in_parallel() {
         let bodies: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 1000 + i as usize]).collect();
-        let frames = compress_many(&bodies, 3).unwrap();
+        let frames: Vec<Vec<u8>> = bodies.iter().map(|b| compress(b, 3).unwrap()).collect();
         let mut checks: Vec<FrameCheck> = frames
             .iter()
             .zip(&bodies)

@@ -92,31 +92,6 @@ pub fn zstd_decompress(data: Uint8Array, max_size: u32, window_log_max: u32) -> 
         .map_err(err)
 }
 
-pub struct CompressManyTask {
-    bodies: Vec<Vec<u8>>,
-    level: i32,
-}
-
-impl Task for CompressManyTask {
-    type Output = Vec<Vec<u8>>;
-    type JsValue = Vec<Buffer>;
-    fn compute(&mut self) -> Result<Vec<Vec<u8>>> {
-        compress::compress_many(&self.bodies, self.level).map_err(err)
-    }
-    fn resolve(&mut self, _env: Env, out: Vec<Vec<u8>>) -> Result<Vec<Buffer>> {
-        Ok(out.into_iter().map(Buffer::from).collect())
-    }
-}
-
-/// zstd frames of many bodies at `level`, compressed in parallel off the JS thread.
-#[napi(ts_return_type = "Promise<Buffer[]>")]
-pub fn zstd_compress_many(bodies: Vec<Uint8Array>, level: i32) -> AsyncTask<CompressManyTask> {
-    AsyncTask::new(CompressManyTask {
-        bodies: bodies.iter().map(|b| b.to_vec()).collect(),
-        level,
-    })
-}
-
 /// A small file read for a pack entry (see `readFilesForPack`).
 #[napi(object)]
 pub struct FileForPack {

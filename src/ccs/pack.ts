@@ -10,12 +10,13 @@
  *
  * @module
  */
-import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { errnoCode, messageOf, TransientError } from "../core/errors.ts";
+import { CncopError, errnoCode, messageOf, TransientError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import { releaseMemory } from "../core/memory.ts";
 import { cncopVersion } from "../core/version.ts";
-import { native } from "../native/mod.ts";
+import { type FileForPack, native } from "../native/mod.ts";
 import type { NetworkClient } from "../network/client.ts";
 import { checkPackPath, type PackHeader } from "./pack_format.ts";
 import {
@@ -29,7 +30,6 @@ import {
 import type { FileStates } from "./file_state.ts";
 import { baseSignature, MIN_SIG_SIZE, writeSignature } from "./signature_cache.ts";
 import type { ItemKind, WorkDb, WorkItem } from "./work_queue.ts";
-import { releaseMemory } from "../core/memory.ts";
 
 /** What the pack phase needs. */
 export interface PackContext {
@@ -189,20 +189,26 @@ async function packContent(
 
 const programVersion = cncopVersion;
 
-/** Files up to this size are read whole and share a pack with others. */
-export const SMALL_FILE_MAX = 1024 * 1024;
 /** A shared pack is closed once its bodies reach this many bytes... */
 const PACK_TARGET_BYTES = 16 * 1024 * 1024;
 /** ...or this many entries. */
 const PACK_TARGET_ENTRIES = 4000;
+/** Small files read, hashed and compressed per call to the native core. */
+const READ_BATCH = 64;
+/** zstd level of shared packs. */
+const LEVEL = 3;
 
-/** An entry ready to go into a shared pack. */
+/**
+ * An entry for a shared pack. Files below {@link MIN_SIG_SIZE} share packs: they are read
+ * whole, and get no signature of their own.
+ */
 interface Prepared {
   item: WorkItem;
   header: PackHeader;
-  body?: Uint8Array;
-  /** A small file still to be read (with what the peek listed): the header is filled then. */
+  /** A small file to read, with the size and mtime it must still have. */
   read?: { abs: string; size: number; mtimeNs: string; mode: number };
+  /** Its body once read, encoded as `header.compression` says. */
+  frame?: Uint8Array;
   sig: string | null;
   kind: ItemKind;
 }
@@ -213,49 +219,29 @@ interface OpenPack {
   entries: Prepared[];
 }
 
-/**
- * Reads a small file whole, checks it is still what the peek listed, hashes it and writes
- * its signature: an add entry for a shared pack.
- */
-async function prepareSmallAdd(
-  c: PackContext,
-  item: WorkItem,
-  st: { size: number; mtimeNs: string; mode: number },
-  sig: string,
-): Promise<Prepared> {
-  const abs = join(c.root, item.path);
-  // Synchronous: for a small file, a trip through the thread pool costs more than the read.
-  const body = readFileSync(abs);
-  const after = statOf(abs);
-  if (
-    body.length !== st.size || !after || after.size !== st.size || after.mtimeNs !== st.mtimeNs
-  ) {
-    throw new SourceChangedError(`${item.path} changed while it was packed`);
-  }
-  const hash = native.blake3(body);
-  let sigFile: string | null = null;
-  if (st.size >= MIN_SIG_SIZE) {
-    await writeSignature(abs, sig);
-    sigFile = sig;
-  }
-  const header = baseHeader("add", {
-    job: c.jobKey,
-    path: item.path,
-    program: "backupagentnq",
-    programVersion,
+/** Fills a small add's header and body from its read; false when the file changed. */
+function fillFromRead(c: PackContext, p: Prepared, r: FileForPack): boolean {
+  const want = p.read!;
+  if (r.error !== "" || r.size !== want.size || r.mtimeNs !== want.mtimeNs) return false;
+  Object.assign(p.header, {
+    size: r.size,
+    bodySize: r.size,
+    hash: r.blake3,
+    mtimeNs: want.mtimeNs,
+    mode: want.mode,
+    compression: r.compressed ? "zstd" : "none",
   });
-  Object.assign(header, {
-    size: st.size,
-    bodySize: st.size,
-    hash,
-    mtimeNs: st.mtimeNs,
-    mode: st.mode,
-  });
-  c.states.remember(
-    { path: item.path, abs, size: st.size, mtimeNs: st.mtimeNs, ino: item.ino, dev: item.dev },
-    hash,
-  );
-  return { item, header, body, sig: sigFile, kind: "ADD" };
+  p.frame = r.data;
+  const f = {
+    path: p.item.path,
+    abs: want.abs,
+    size: r.size,
+    mtimeNs: want.mtimeNs,
+    ino: p.item.ino,
+    dev: p.item.dev,
+  };
+  c.states.remember(f, r.blake3);
+  return true;
 }
 
 /**
@@ -290,28 +276,35 @@ async function prepareOne(
         if (item.folder) header.folder = true;
         return { item, header, sig: null, kind: "DELETE" };
       }
-      if (
-        item.kind === "ADD" && item.size < Math.min(SMALL_FILE_MAX, MIN_SIG_SIZE) && !direct &&
-        attempt === 0
-      ) {
+      const abs = join(c.root, item.path);
+      const small = (size: number) => item.kind === "ADD" && size < MIN_SIG_SIZE;
+      if (small(item.size) && !direct && attempt === 0) {
         // Read later with its batch, on every core (readFilesForPack), which also checks
         // the file is still what the peek listed: no stat here.
-        const header = baseHeader("add", common);
-        const read = {
-          abs: join(c.root, item.path),
-          size: item.size,
-          mtimeNs: item.mtimeNs,
-          mode: item.mode & 0o7777,
-        };
-        return { item, header, read, sig: null, kind: "ADD" };
+        const read = { abs, size: item.size, mtimeNs: item.mtimeNs, mode: item.mode & 0o7777 };
+        return { item, header: baseHeader("add", common), read, sig: null, kind: "ADD" };
       }
-      const st = statOf(join(c.root, item.path));
+      const st = statOf(abs);
       if (!st) throw new Missing(item.path);
       if (st.size !== item.size || st.mtimeNs !== item.mtimeNs) {
         throw new SourceChangedError(`${item.path} changed since the peek`);
       }
-      if (item.kind === "ADD" && st.size <= SMALL_FILE_MAX) {
-        return await prepareSmallAdd(c, item, st, sig);
+      if (small(st.size)) {
+        // Again, alone (its batch found it changed or gone): read it now.
+        const p: Prepared = {
+          item,
+          header: baseHeader("add", common),
+          read: { abs, ...st },
+          sig: null,
+          kind: "ADD",
+        };
+        const [r] = await native.readFilesForPack([abs], LEVEL);
+        if (r!.error.startsWith("ENOENT")) throw new Missing(item.path);
+        if (r!.error !== "") throw new CncopError(`${item.path}: ${r!.error}`);
+        if (!fillFromRead(c, p, r!)) {
+          throw new SourceChangedError(`${item.path} changed while it was packed`);
+        }
+        return p;
       }
       const r = await packContent(c, item, out, sig, s);
       const h = r.w.header;
@@ -355,68 +348,18 @@ async function prepareOne(
   }
 }
 
-/** Small files read and compressed per call to the native core. */
-const COMPRESS_BATCH = 64;
-/** zstd level of shared packs. */
-const LEVEL = 3;
-
-/** An entry's body as it goes into the pack, or why the entry must be prepared again. */
-interface Encoded {
-  /** The zstd frame of a `body` (empty: compress when adding). */
-  compressed?: Uint8Array;
-  /** A `read` file's body, encoded as its header now says. */
-  frame?: Uint8Array;
-  /** The `read` file vanished, changed or failed: prepare it again, the slow way. */
-  again?: boolean;
-}
-
 /**
- * Encodes a batch off the JS thread: `read` files are read, hashed and compressed on every
- * core (their headers are filled here), in-memory bodies compressed.
+ * Reads, hashes and compresses a batch's small files off the JS thread, on every core, and
+ * fills their entries. Returns, per entry, whether it must be prepared again (changed or
+ * gone meanwhile).
  */
-async function encodeBatch(c: PackContext, entries: Prepared[]): Promise<Encoded[]> {
-  const out: Encoded[] = entries.map(() => ({}));
-  const reads = entries.flatMap((p, i) => (p.read ? [i] : []));
-  const bodies = entries.flatMap((p, i) =>
-    p.body && p.body.length > 0 && p.header.compression === "zstd" ? [i] : []
-  );
-  const [files, frames] = await Promise.all([
-    reads.length
-      ? native.readFilesForPack(reads.map((i) => entries[i]!.read!.abs), LEVEL)
-      : Promise.resolve([]),
-    bodies.length
-      ? native.zstdCompressMany(bodies.map((i) => entries[i]!.body!), LEVEL)
-      : Promise.resolve([]),
-  ]);
-  bodies.forEach((i, k) => (out[i]!.compressed = frames[k]!));
-  reads.forEach((i, k) => {
-    const p = entries[i]!;
-    const r = files[k]!;
-    const want = p.read!;
-    if (r.error !== "" || r.size !== want.size || r.mtimeNs !== want.mtimeNs) {
-      out[i]!.again = true; // prepareOne() retries and reports it
-      return;
-    }
-    Object.assign(p.header, {
-      size: r.size,
-      bodySize: r.size,
-      hash: r.blake3,
-      mtimeNs: want.mtimeNs,
-      mode: want.mode,
-      compression: r.compressed ? "zstd" : "none",
-    });
-    out[i]!.frame = r.data;
-    const f = {
-      path: p.item.path,
-      abs: want.abs,
-      size: r.size,
-      mtimeNs: want.mtimeNs,
-      ino: p.item.ino,
-      dev: p.item.dev,
-    };
-    c.states.remember(f, r.blake3);
-  });
-  return out;
+async function readBatch(c: PackContext, entries: Prepared[]): Promise<boolean[]> {
+  const reads = entries.flatMap((p, i) => (p.read && !p.frame ? [i] : []));
+  const again = entries.map(() => false);
+  if (reads.length === 0) return again;
+  const files = await native.readFilesForPack(reads.map((i) => entries[i]!.read!.abs), LEVEL);
+  reads.forEach((i, k) => (again[i] = !fillFromRead(c, entries[i]!, files[k]!)));
+  return again;
 }
 
 /** Completes a shared pack and marks its items ready, in one transaction. */
@@ -465,19 +408,18 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   const parallel = Math.max(1, c.parallel ?? 4);
   let done = 0;
   let open: OpenPack | undefined;
-  // Prepared entries gather in batches; a batch's bodies are compressed at once off the JS
-  // thread (on both cores) while the workers read on, then one writer appends batches in
-  // order.
+  // Prepared entries gather in batches; a batch's small files are read and compressed at
+  // once off the JS thread (on both cores) while the workers go on, then one writer appends
+  // batches in order.
   let writer: Promise<void> = Promise.resolve();
   let batch: Prepared[] = [];
   let batchBytes = 0;
   let inflightBytes = 0;
   let inflightEntries = 0;
-  const addAll = async (entries: Prepared[], encoded: Encoded[]) => {
+  const addAll = async (entries: Prepared[], again: boolean[]) => {
     for (let [i, p] of entries.entries()) {
-      const e = encoded[i]!;
-      if (e.again) {
-        const retried = await prepareOne(c, p.item, s, true);
+      if (again[i]) {
+        const retried = await prepareOne(c, p.item, s, true); // retries once, or reports
         if (!retried) continue;
         p = retried;
       }
@@ -485,8 +427,7 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
         const name = `${join(c.workDir, itemFileBase(c.job, p.item.id))}.pack`;
         open = { builder: await PackBuilder.create(name), entries: [] };
       }
-      if (p.read && !e.again) await open.builder.addEncoded(p.header, e.frame);
-      else await open.builder.add(p.header, p.body, e.again ? undefined : e.compressed);
+      await open.builder.addEncoded(p.header, p.frame);
       open.entries.push(p);
       if (
         open.builder.bodyBytes >= PACK_TARGET_BYTES ||
@@ -506,11 +447,11 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
     batchBytes = 0;
     inflightBytes += bytes;
     inflightEntries += entries.length;
-    const encoded = encodeBatch(c, entries);
-    encoded.catch(() => {}); // reported through the writer
+    const read = readBatch(c, entries);
+    read.catch(() => {}); // reported through the writer
     writer = writer.then(async () => {
       try {
-        await addAll(entries, await encoded);
+        await addAll(entries, await read);
       } finally {
         inflightBytes -= bytes;
         inflightEntries -= entries.length;
@@ -521,8 +462,8 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   };
   const append = async (p: Prepared) => {
     batch.push(p);
-    batchBytes += p.body?.length ?? p.read?.size ?? 0;
-    if (batch.length >= COMPRESS_BATCH || batchBytes >= 4 << 20) flushBatch();
+    batchBytes += p.read?.size ?? 0;
+    if (batch.length >= READ_BATCH || batchBytes >= 4 << 20) flushBatch();
     // Bounded memory: what waits to be read, compressed and written stays under 16 MB of
     // file contents and 2,048 entries (a million tiny files add up too).
     if (inflightBytes >= 16 << 20 || inflightEntries >= 2048) await writer;

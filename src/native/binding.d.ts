@@ -141,9 +141,6 @@ export declare function xxh3File(path: string): Promise<string>
 /** One zstd frame of `data` at `level` (a per-thread context is reused). */
 export declare function zstdCompress(data: Uint8Array, level: number): Buffer
 
-/** zstd frames of many bodies at `level`, compressed in parallel off the JS thread. */
-export declare function zstdCompressMany(bodies: Array<Uint8Array>, level: number): Promise<Buffer[]>
-
 /**
  * Decompresses zstd `data` into at most `maxSize` bytes, with a window of at most
  * 2^`windowLogMax`; larger output or corrupt input throws.

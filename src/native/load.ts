@@ -38,7 +38,6 @@ const REQUIRED = [
   "trimMemory",
   "zstdCompress",
   "zstdDecompress",
-  "zstdCompressMany",
   "readFilesForPack",
   "verifyFrames",
   "signature",

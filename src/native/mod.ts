@@ -133,7 +133,6 @@ function addonCore(b: NativeBinding): NativeCore {
     trimMemory: () => b.trimMemory(),
     zstdCompress: (data, level) => wrapSync(() => b.zstdCompress(data, level)),
     zstdDecompress: (data, max, wlog) => wrapSync(() => b.zstdDecompress(data, max, wlog)),
-    zstdCompressMany: (bodies, level) => wrapAsync(b.zstdCompressMany(bodies, level)),
     readFilesForPack: (paths, level) => wrapAsync(b.readFilesForPack(paths, level)),
     verifyFrames: (checks, wlog) =>
       wrapAsync(
@@ -187,8 +186,6 @@ export async function loadPortableCore(): Promise<NativeCore> {
     trimMemory: () => false,
     zstdCompress: pCompress.zstdCompress,
     zstdDecompress: pCompress.zstdDecompress,
-    zstdCompressMany: (bodies, level) =>
-      Promise.resolve(bodies.map((b) => pCompress.zstdCompress(b, level))),
     verifyFrames: (checks, wlog) => Promise.resolve(pCompress.verifyFrames(checks, wlog)),
     readFilesForPack: (paths, level) => Promise.resolve(pCompress.readFilesForPack(paths, level)),
     signature: (basePath, sigPath, blockSize) =>

@@ -93,8 +93,6 @@ export interface NativeCore {
    * and on every core; errors are per file.
    */
   readFilesForPack(paths: string[], level: number): Promise<FileForPack[]>;
-  /** zstd frames of many bodies, compressed in parallel off the JS thread. */
-  zstdCompressMany(bodies: Uint8Array[], level: number): Promise<Uint8Array[]>;
   /**
    * Verifies pack body frames in parallel off the JS thread: each must decode (when
    * `zstd`) to `size` bytes whose BLAKE3 is `blake3`. Resolves to "" per good frame, else

@@ -26,9 +26,9 @@ describe("zstd and syncFs, native and portable", () => {
       assert.throws(() => c.zstdDecompress(randomBytes(100), 1000, 23));
     });
 
-    test(`${c.implementation}: zstdCompressMany and verifyFrames agree with the one-at-a-time calls`, async () => {
+    test(`${c.implementation}: verifyFrames checks each frame's size and hash`, async () => {
       const bodies = [text, randomBytes(5000), Buffer.from("x")];
-      const frames = await c.zstdCompressMany(bodies, 3);
+      const frames = bodies.map((b) => c.zstdCompress(b, 3));
       for (const [i, f] of frames.entries()) {
         assert.deepEqual(Buffer.from(c.zstdDecompress(f, bodies[i]!.length, 23)), bodies[i]);
       }
