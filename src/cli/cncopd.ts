@@ -18,6 +18,9 @@ import type { RequestLogTarget } from "../network/request_log.ts";
 import { prune } from "../network/retention.ts";
 import { startServer } from "../network/server.ts";
 import { parseAge, sweepUploads } from "../network/upload_sweep.ts";
+
+/** The shortest --upload-expiry: an upload idle between two chunks must never look abandoned. */
+const MIN_UPLOAD_EXPIRY = 3600_000;
 import { intOption, newCommand, parseCommand } from "./command.ts";
 
 function dataDirOf(opt: string | undefined): string {
@@ -69,7 +72,7 @@ export async function main(argv: string[]): Promise<number> {
     .option(
       "--upload-expiry <age>",
       `${expiryHelp} (default 7d); checked at start and hourly`,
-      (v: string) => parseAge("--upload-expiry", v),
+      (v: string) => parseAge("--upload-expiry", v, MIN_UPLOAD_EXPIRY),
     )
     .action(
       (
@@ -211,7 +214,7 @@ export async function main(argv: string[]): Promise<number> {
     .option(
       "--upload-expiry <age>",
       `${expiryHelp} (default 7d)`,
-      (v: string) => parseAge("--upload-expiry", v),
+      (v: string) => parseAge("--upload-expiry", v, MIN_UPLOAD_EXPIRY),
     )
     .action((o: { data?: string; grace: number; uploadExpiry?: number }) => {
       run = async () => {

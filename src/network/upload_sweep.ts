@@ -43,7 +43,7 @@ export interface UploadClaims {
 }
 
 /** Parses an age: `90s`, `30m`, `12h`, `7d`, or plain seconds. */
-export function parseAge(option: string, value: string): number {
+export function parseAge(option: string, value: string, minMs = 0): number {
   const m = /^(\d+)([smhd]?)$/.exec(value.trim());
   if (!m) {
     throw new UsageError(
@@ -51,7 +51,14 @@ export function parseAge(option: string, value: string): number {
     );
   }
   const unit = { "": 1000, s: 1000, m: 60_000, h: 3600_000, d: 86400_000 }[m[2]!]!;
-  return Number(m[1]) * unit;
+  const ms = Number(m[1]) * unit;
+  if (ms < minMs) {
+    throw new UsageError(
+      `${option} must be at least ${minMs / 60_000}m, not ${JSON.stringify(value)}` +
+        " (a shorter age would remove uploads a client is still sending)",
+    );
+  }
+  return ms;
 }
 
 async function mtimeOf(path: string): Promise<{ mtimeMs: number; size: number } | undefined> {
