@@ -47,7 +47,7 @@ export function parseAge(option: string, value: string, minMs = 0): number {
   const m = /^(\d+)([smhd]?)$/.exec(value.trim());
   if (!m) {
     throw new UsageError(
-      `${option} must be an age like 7d, 12h, 30m or 90s, not ${JSON.stringify(value)}`,
+      `${option} must be an age like 7d, 12h or 90m, not ${JSON.stringify(value)}`,
     );
   }
   const unit = { "": 1000, s: 1000, m: 60_000, h: 3600_000, d: 86400_000 }[m[2]!]!;
