@@ -42,7 +42,7 @@ function requestLogOf(opt: string | undefined, dataDir: string): RequestLogTarge
   return { kind: "file", path: opt };
 }
 
-const ageHelp = "an age: 7d, 12h, 30m, 90s or plain seconds";
+const ageHelp = "an age of at least 1h: 7d, 12h, 90m or plain seconds";
 const expiryHelp = `remove uploads nothing was appended to for this long (${ageHelp})`;
 
 /** Runs `cncopd`. */
