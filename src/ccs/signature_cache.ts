@@ -82,6 +82,14 @@ export interface SignaturePrune {
   bytes: number;
 }
 
+/** The (table, column) pairs of work.db whose content hashes keep a signature. */
+const REFERENCES = [
+  ["file_cache", "hash"],
+  ["cloud_files", "hash"],
+  ["items", "hash"],
+  ["items", "base_hash"],
+] as const;
+
 /** A fetch's temp file older than this belongs to a crashed process. */
 const STALE_TMP_MS = 86400_000;
 
@@ -120,27 +128,29 @@ export function pruneSignatures(
   if (sigs.size === 0) return r;
 
   if (db.isTransaction) throw new Error("pruneSignatures needs the work.db outside a transaction");
-  // A temp table and NOT IN (an ephemeral index per subquery): no hash set held in memory.
+  // Each table is scanned once, probing the (small) set of cached hashes: NOT IN over a
+  // subquery built an index of all 84k hashes per table (0.12 s on the Linux tree).
   db.exec("CREATE TEMP TABLE IF NOT EXISTS sig_prune (hash TEXT PRIMARY KEY) WITHOUT ROWID");
-  let dead: string[];
+  const used = new Set<string>();
   db.exec("BEGIN");
   try {
     db.exec("DELETE FROM temp.sig_prune");
     const ins = db.prepare("INSERT OR IGNORE INTO temp.sig_prune (hash) VALUES (?)");
     for (const h of sigs.keys()) ins.run(h);
-    dead = (db.prepare(
-      `SELECT hash FROM temp.sig_prune
-       WHERE hash NOT IN (SELECT hash FROM main.file_cache)
-         AND hash NOT IN (SELECT hash FROM main.cloud_files)
-         AND hash NOT IN (SELECT hash FROM main.items)
-         AND hash NOT IN (SELECT base_hash FROM main.items WHERE base_hash IS NOT NULL)`,
-    ).all() as { hash: string }[]).map((x) => x.hash);
+    for (const [table, column] of REFERENCES) {
+      const rows = db.prepare(
+        `SELECT DISTINCT s.hash FROM main.${table} t CROSS JOIN temp.sig_prune s
+         ON s.hash = t.${column}`,
+      ).all() as { hash: string }[];
+      for (const x of rows) used.add(x.hash);
+    }
     db.exec("DELETE FROM temp.sig_prune");
     db.exec("COMMIT");
   } catch (err) {
     db.exec("ROLLBACK");
     throw err;
   }
+  const dead = [...sigs.keys()].filter((h) => !used.has(h));
   for (const h of dead) {
     const p = join(dir, sigs.get(h)!);
     const st = lstatSync(p, { throwIfNoEntry: false });
