@@ -26,6 +26,7 @@ import { writeReport } from "../core/spool.ts";
 import { native } from "../native/mod.ts";
 import type { NetworkClient, PackResult } from "../network/client.ts";
 import { agentClient, beginUpload, type ChunkedUpload, sendChunk } from "./cloud.ts";
+import { foldApplied } from "./cloud_fold.ts";
 import { selectCcsJobs, sessionOf } from "./nq.ts";
 import { storeSignature } from "./signature_cache.ts";
 import { openWorkDb, pidAlive, processStart, type WorkDb, type WorkItem } from "./work_queue.ts";
@@ -202,6 +203,7 @@ function recordBatch(
       for (const item of f.items) work.fail(item.id, f.error ?? "rejected");
     }
     if (rejected.length) work.invalidatePeekState(job);
+    if (done.length) foldApplied(work, job, done);
   });
   for (const f of done) {
     for (const item of f.items) {

@@ -115,6 +115,16 @@ function started<T>(it: AsyncGenerator<T>): AsyncGenerator<T> {
   } as AsyncGenerator<T>;
 }
 
+/** `rest` with an already drawn first result put back in front. */
+async function* prepend<T>(
+  first: IteratorResult<T>,
+  rest: AsyncIterator<T>,
+): AsyncGenerator<T> {
+  if (first.done) return;
+  yield first.value;
+  for (let r = await rest.next(); !r.done; r = await rest.next()) yield r.value;
+}
+
 /** One line on stderr for a job that did not end OK (the dispatcher keeps agents' stderr). */
 const say = (line: string) => process.stderr.write(`backupagentnq: ${line}\n`);
 const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
@@ -372,10 +382,18 @@ async function enqueueJob(
   // for first: the network builds it and fills the socket while the walk runs, and the rest
   // waits in TCP's buffers until it is read.
   const reuseCloud = o.skipPeekCloud && work.hasSavedCloud(job.id);
+  // The saved listing (with the dequeuer's packs folded in) is asked for by its tag: when
+  // nothing else changed the job, the network answers 304 and sends no file. A listing to
+  // save or log is read whole, and so is one after --forcepeek.
+  const ifTag = o.forcePeek || o.savePeek || o.peekLog ? undefined : work.cloudTag(job.id);
+  const answer: { tag?: string; unchanged: boolean } = { unchanged: false };
   const listing = reuseCloud ? undefined : started(async function* () {
     const client = getClient();
     if (!o.dryRun) await client.setRetention(jobKey, job.retentionDays);
-    yield* client.peekBatches(jobKey);
+    yield* client.peekBatches(jobKey, {
+      ifTag,
+      onTag: (tag, unchanged) => Object.assign(answer, { tag, unchanged }),
+    });
   }());
   let scan: ScanSummary;
   try {
@@ -386,8 +404,17 @@ async function enqueueJob(
   }
   const tWalk = Date.now();
   let cloudCount: number;
-  if (listing) cloudCount = await cloud(listing);
-  else {
+  if (listing) {
+    // Drawn first: the answer says whether the saved listing still holds.
+    const first = await listing.next();
+    if (answer.unchanged) {
+      cloudCount = work.cloudCount(job.id);
+      log.info(`PEEK: the saved cloud listing still holds (${cloudCount} files, tag ${ifTag})`);
+    } else {
+      cloudCount = await cloud(prepend(first, listing));
+      work.setCloudTag(job.id, answer.tag ?? null);
+    }
+  } else {
     cloudCount = work.cloudCount(job.id);
     log.info(`PEEK: --skippeekcloud: using the saved cloud peek (${cloudCount} files)`);
   }

@@ -558,7 +558,7 @@ export class WorkDb {
    * SQLite's (byte) order, as this table is. Rewriting every row cost 1.6 s for 84k files.
    */
   async saveCloud(job: number, batches: AsyncIterable<CloudFile[]>): Promise<number> {
-    this.stmt("UPDATE job_state SET cloud_saved = 0 WHERE job = ?").run(job);
+    this.stmt("UPDATE job_state SET cloud_saved = 0, cloud_tag = NULL WHERE job = ?").run(job);
     const put = this.stmt(
       `INSERT OR REPLACE INTO cloud_files (job, path, size, mtime_ns, mode, hash, version)
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -603,6 +603,22 @@ export class WorkDb {
        ON CONFLICT (job) DO UPDATE SET cloud_saved = 1`,
     ).run(job, new Date().toISOString());
     return n;
+  }
+
+  /**
+   * The network's tag of the saved cloud listing of `job`: the listing is the network's
+   * state of that tag (after the dequeuer folded its applied packs into it); undefined when
+   * unknown, and the next peek reads the whole listing.
+   */
+  cloudTag(job: number): string | undefined {
+    const r = this.stmt("SELECT cloud_tag FROM job_state WHERE job = ? AND cloud_saved = 1")
+      .get(job) as { cloud_tag: string | null } | undefined;
+    return r?.cloud_tag ?? undefined;
+  }
+
+  /** Records the tag of the saved cloud listing of `job` (null: unknown). */
+  setCloudTag(job: number, tag: string | null): void {
+    this.stmt("UPDATE job_state SET cloud_tag = ? WHERE job = ?").run(tag, job);
   }
 
   /** Whether a complete cloud listing of `job` was saved (for `--skippeekcloud`). */
@@ -833,5 +849,6 @@ export function openWorkDb(path: string): WorkDb {
   // Outside the versioned schema: an index added later, harmless to ask for every time.
   db.exec("CREATE INDEX IF NOT EXISTS items_pack ON items (job, pack)");
   addColumn(db, "job_state", "modes", "TEXT NOT NULL DEFAULT ''");
+  addColumn(db, "job_state", "cloud_tag", "TEXT");
   return new WorkDb(db, path);
 }

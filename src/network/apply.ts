@@ -24,6 +24,11 @@ export interface EntryResult {
   newPath?: string;
   /** The new version id (add, update, single-file move). */
   version?: number;
+  /**
+   * A folder move's new version ids, first and last: consecutive, given to the moved files
+   * in the byte order of their old paths.
+   */
+  versions?: [number, number];
   /** How many paths changed. */
   changed: number;
 }
@@ -34,6 +39,8 @@ export interface EntryResult {
  */
 export interface ApplyResult extends EntryResult {
   entries: EntryResult[];
+  /** The job's listing tags before and after this pack (see `Catalog.listingTag`). */
+  listing?: { before: string; after: string };
 }
 
 /** What applying needs. */
@@ -169,6 +176,7 @@ async function commit(
       ...entries[0]!,
       changed: entries.reduce((n, e) => n + e.changed, 0),
       entries,
+      listing: catalog.nextGeneration(job.id),
     };
     catalog.recordPack(job.id, sha, JSON.stringify(r));
     return r;
@@ -232,6 +240,7 @@ function applyEntry(catalog: Catalog, job: JobRow, header: PackHeader, at: numbe
         throw new PackRejectedError(`nothing to move at ${JSON.stringify(from)}`);
       }
       let version: number | undefined;
+      let first: number | undefined;
       for (const row of rows) {
         catalog.endVersion(row.id, at, true);
         const dest = header.folder ? to + row.path.slice(from.length) : to;
@@ -242,9 +251,13 @@ function applyEntry(catalog: Catalog, job: JobRow, header: PackHeader, at: numbe
           mode: row.mode,
           hash: row.hash,
         }, at);
+        first ??= version;
       }
       const r: EntryResult = { kind: "move", path: from, newPath: to, changed: rows.length };
       if (!header.folder) r.version = version;
+      else if (first !== undefined && version! - first + 1 === rows.length) {
+        r.versions = [first, version!];
+      }
       return r;
     }
     case "delete": {

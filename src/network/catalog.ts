@@ -6,8 +6,13 @@
  * A version is a state of a path valid from `created_at` until `ended_at` (null: current).
  * The tree at time T is every row with `created_at <= T < ended_at`.
  *
+ * Each job has a generation, raised by every applied pack: with the catalog's instance id it
+ * makes the listing's tag, so a client that kept the listing (and folded its own packs into
+ * it) can ask whether anything else changed instead of reading the whole listing again.
+ *
  * @module
  */
+import { randomUUID } from "node:crypto";
 import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import { openSqlite, transaction } from "../core/sqlite.ts";
 
@@ -126,6 +131,10 @@ CREATE TABLE IF NOT EXISTS reports (
   received_at INTEGER NOT NULL,
   UNIQUE (job_id, report_key)
 );
+CREATE TABLE IF NOT EXISTS catalog_meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
 PRAGMA user_version = 1;
 `;
 
@@ -155,11 +164,23 @@ function treeWhere(
 export class Catalog {
   readonly db: DatabaseSync;
   #last = 0;
+  #instance: string;
 
   constructor(path: string) {
     this.db = openSqlite(path);
     this.db.exec("PRAGMA foreign_keys = ON;");
     this.db.exec(SCHEMA);
+    // Catalogs made before generations existed get the column.
+    const cols = this.db.prepare("PRAGMA table_info(jobs)").all() as { name: string }[];
+    if (!cols.some((c) => c.name === "generation")) {
+      this.db.exec("ALTER TABLE jobs ADD COLUMN generation INTEGER NOT NULL DEFAULT 0");
+    }
+    // A catalog made again from nothing must not answer a tag of the old one.
+    this.db.prepare("INSERT OR IGNORE INTO catalog_meta (key, value) VALUES ('instance', ?)")
+      .run(randomUUID());
+    this.#instance = (this.db.prepare(
+      "SELECT value FROM catalog_meta WHERE key = 'instance'",
+    ).get() as { value: string }).value;
     const row = this.db.prepare(
       "SELECT max(coalesce(max(created_at), 0), coalesce(max(ended_at), 0)) AS t FROM versions",
     ).get() as { t: number };
@@ -253,6 +274,25 @@ export class Catalog {
   }
   setRetention(jobId: number, days: number): void {
     this.#run("UPDATE jobs SET retention_days = ? WHERE id = ?", days, jobId);
+  }
+  /**
+   * The tag of the job's current listing: it changes whenever a pack is applied to the job.
+   * Read it before the listing's point in time, so a tag never claims a pack the listing
+   * lacks (a pack applied in between makes the tag older than the listing: only a wasted
+   * full listing next time).
+   */
+  listingTag(jobId: number): string {
+    const r = this.#get<{ generation: number }>(
+      "SELECT generation FROM jobs WHERE id = ?",
+      jobId,
+    );
+    return `${this.#instance}.${jobId}.${r?.generation ?? 0}`;
+  }
+  /** Inside a pack's transaction: raises the job's generation; the tags before and after. */
+  nextGeneration(jobId: number): { before: string; after: string } {
+    const before = this.listingTag(jobId);
+    this.#run("UPDATE jobs SET generation = generation + 1 WHERE id = ?", jobId);
+    return { before, after: this.listingTag(jobId) };
   }
 
   // --- versions ---

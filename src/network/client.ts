@@ -78,10 +78,29 @@ export interface PackResult {
   path: string;
   newPath?: string;
   version?: number;
+  /** A folder move's new version ids, first and last (in the old paths' byte order). */
+  versions?: [number, number];
   /** Paths changed by the whole pack. */
   changed: number;
   /** Each entry's result, in pack order. */
-  entries: Omit<PackResult, "entries">[];
+  entries: Omit<PackResult, "entries" | "listing">[];
+  /** The job's listing tags before and after the pack. */
+  listing?: { before: string; after: string };
+}
+
+/** Options of {@link NetworkClient.peekBatches}. */
+export interface ListingOptions {
+  /** Only the files under this folder. */
+  prefix?: string;
+  /** The tree as it was at this time (ms or Date). */
+  at?: number | Date;
+  /** The tag of a listing the caller holds: the network answers 304 when it still holds. */
+  ifTag?: string;
+  /**
+   * Called once the network answered, before any file: the listing's tag (a whole current
+   * listing has one) and whether the caller's `ifTag` listing still holds (nothing sent).
+   */
+  onTag?: (tag: string | undefined, notModified: boolean) => void;
 }
 
 /** Result of {@link NetworkClient.uploadPack}. */
@@ -335,18 +354,34 @@ export class NetworkClient {
    */
   async *peekBatches(
     job: string,
-    options: { prefix?: string; at?: number | Date } = {},
+    options: ListingOptions = {},
   ): AsyncIterable<RemoteFile[]> {
     const q = new URLSearchParams();
     if (options.prefix) q.set("prefix", options.prefix);
     if (options.at !== undefined) q.set("at", String(+options.at));
-    const spec = { method: "GET", path: this.#jobPath(job, `/files${q.size ? `?${q}` : ""}`) };
+    const spec: RequestSpec = {
+      method: "GET",
+      path: this.#jobPath(job, `/files${q.size ? `?${q}` : ""}`),
+      headers: options.ifTag ? { "if-none-match": `"${options.ifTag}"` } : {},
+    };
     const a = await this.request(spec);
     if (a.status === 404) {
       a.res.resume();
+      options.onTag?.(undefined, false);
       return;
     }
-    if (a.status !== 200) throw this.#error(spec, a.status, await readAll(a.res));
+    if (a.status !== 200 && a.status !== 304) {
+      throw this.#error(spec, a.status, await readAll(a.res));
+    }
+    const etag = a.headers.etag;
+    options.onTag?.(
+      /^"[^"]+"$/.test(etag ?? "") ? etag!.slice(1, -1) : undefined,
+      a.status === 304,
+    );
+    if (a.status === 304) {
+      a.res.resume();
+      return;
+    }
     let rest = "";
     try {
       a.res.setEncoding("utf8");

@@ -137,7 +137,7 @@ export async function route(
   switch (sub) {
     case "files":
       if (rest.length !== 1 || method !== "GET") break;
-      return await listFiles(ctx, job, url, res);
+      return await listFiles(ctx, job, url, req, res);
     case "versions":
       return await versions(ctx, device, job, rest, method, url, req, res);
     case "uploads":
@@ -169,12 +169,28 @@ async function listFiles(
   ctx: RouteContext,
   job: JobRow,
   url: URL,
+  req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
   const prefix = url.searchParams.get("prefix") ?? undefined;
+  const asked = parseAt(url.searchParams.get("at"));
+  // The whole current listing has a tag (taken before its point in time: see listingTag);
+  // a client that holds the listing of that tag gets a 304 and no body.
+  const tag = prefix === undefined && asked === undefined
+    ? `"${ctx.catalog.listingTag(job.id)}"`
+    : undefined;
+  if (tag && req.headers["if-none-match"] === tag) {
+    res.writeHead(304, { etag: tag, "cache-control": "no-store" });
+    res.end();
+    return;
+  }
   // A fixed point in time keeps the listing consistent while packs are applied meanwhile.
-  const at = parseAt(url.searchParams.get("at")) ?? ctx.catalog.now();
-  res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+  const at = asked ?? ctx.catalog.now();
+  res.writeHead(200, {
+    "content-type": "application/x-ndjson",
+    "cache-control": "no-store",
+    ...(tag ? { etag: tag } : {}),
+  });
   for (const page of ctx.catalog.treeNdjson(job.id, { prefix, at })) {
     if (!res.write(page.text)) await drained(res);
   }

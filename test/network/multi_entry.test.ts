@@ -125,4 +125,62 @@ describe("packs of many entries on a real cncopd", () => {
     assert.deepEqual(await listing(), before);
     assert.deepEqual(await readdir(join(d.dataDir, "tmp")), [], "no temp file left behind");
   });
+
+  test("the listing's tag: 304 while it holds, raised by each applied pack, not by a rejected one", async () => {
+    const tagged = async (ifTag?: string) => {
+      let tag: string | undefined;
+      let unchanged = false;
+      const files: RemoteFile[] = [];
+      for await (
+        const b of client.peekBatches("5", {
+          ifTag,
+          onTag: (t, u) => [tag, unchanged] = [t, u],
+        })
+      ) files.push(...b);
+      return { tag, unchanged, files };
+    };
+    const first = await tagged();
+    assert.ok(first.tag && first.files.length > 0);
+    const again = await tagged(first.tag);
+    assert.deepEqual([again.unchanged, again.tag, again.files.length], [true, first.tag, 0]);
+    // A part of the tree or a past time has no tag: the whole current listing only.
+    let prefixTag: string | undefined = "none";
+    for await (
+      const _ of client.peekBatches("5", {
+        prefix: "moved0",
+        onTag: (t) => prefixTag = t,
+      })
+    ) {
+      // drained
+    }
+    assert.equal(prefixTag, undefined);
+
+    // A folder move: the result names the new versions, consecutive in old-path order, and
+    // the tags the pack was applied on and made.
+    const from = first.files.filter((f) => f.path.startsWith("moved0/"));
+    assert.ok(from.length > 2);
+    const b = await PackBuilder.create(join(work, "tagmove.pack"));
+    await b.add(Object.assign(baseHeader("move", { job: "5", path: "moved0" }), {
+      newPath: "moved1",
+      folder: true,
+    }));
+    const r = await client.uploadPack("5", (await b.finish()).path);
+    assert.equal(r.result.listing?.before, first.tag);
+    const [lo, hi] = r.result.entries[0]!.versions!;
+    assert.equal(hi - lo + 1, from.length);
+    const now = await tagged(first.tag);
+    assert.equal(now.unchanged, false);
+    assert.equal(now.tag, r.result.listing?.after);
+    const moved = new Map(now.files.map((f) => [f.path, f.version]));
+    from.forEach((f, i) => assert.equal(moved.get(f.path.replace(/^moved0\//, "moved1/")), lo + i));
+
+    // A rejected pack changes nothing, its tag neither.
+    const bad = await PackBuilder.create(join(work, "tagbad.pack"));
+    await bad.add(Object.assign(baseHeader("move", { job: "5", path: "no-such-folder" }), {
+      newPath: "x",
+      folder: true,
+    }));
+    await assert.rejects(client.uploadPack("5", (await bad.finish()).path));
+    assert.equal((await tagged(now.tag)).unchanged, true);
+  });
 });
