@@ -27,6 +27,7 @@ import {
   goneFiles,
   PeekXmlWriter,
   planContent,
+  type QuickScan,
   quickScan,
   rootExists,
   scanSource,
@@ -290,19 +291,22 @@ async function enqueueJob(
     return { error: `the source root ${root} is missing (unmounted?); nothing was deleted` };
   }
 
-  // Skip when nothing changed.
-  const walkOpts = walkOptionsFor(job, choice, false);
+  // Skip when nothing changed. The quick scan walks with the peek's options: when it finds a
+  // change, the peek goes on with the same walk instead of starting another.
+  const walkOpts = walkOptionsFor(job, choice, job.include.length > 0 && !o.nicld);
   const fingerprint = fingerprintOf(job, choice);
+  let walked: QuickScan | undefined;
   if (o.dryRun) work.invalidatePeekState(job.id);
   else if (!o.forcePeek && !o.skipPeekSource) {
     const st = work.peekState(job.id);
     if (st && st.fingerprint === fingerprint) {
       const t = Date.now();
-      const q = await quickScan(root, walkOpts, BigInt(st.newestNs));
+      const q = walked = await quickScan(root, walkOpts, BigInt(st.newestNs));
       if (
         !q.stopped && q.errors === 0 && q.entries === st.entries &&
         q.newestNs <= BigInt(st.newestNs) && q.modes === st.modes
       ) {
+        await q.end();
         stats.skipped = 1;
         stats.files = q.files;
         log.info(
@@ -347,15 +351,7 @@ async function enqueueJob(
         modes: "",
       };
     }
-    const report = job.include.length > 0 && !o.nicld;
-    return await scanSource(
-      work,
-      job.id,
-      root,
-      walkOptionsFor(job, choice, report),
-      log,
-      !!o.nicld,
-    );
+    return await scanSource(work, job.id, root, walkOpts, log, !!o.nicld, walked?.walk);
   };
   const cloud = async (listing: AsyncIterable<RemoteFile[]>): Promise<number> => {
     const writers: PeekXmlWriter[] = [];
@@ -401,6 +397,8 @@ async function enqueueJob(
   } catch (err) {
     void listing?.return(undefined).catch(() => {}); // the client closes its sockets
     throw err;
+  } finally {
+    await walked?.end();
   }
   const tWalk = Date.now();
   let cloudCount: number;

@@ -97,29 +97,65 @@ export class ModeDigest {
   }
 }
 
+/** Walk entries a quick scan keeps for the peek that follows (about 40 MB at most). */
+export const RETAIN_ENTRIES = 131_072;
+
+/** What {@link quickScan} found. */
+export interface QuickScan extends ScanSummary {
+  /** The walk stopped at the first error or newer entry: the summary is partial. */
+  stopped?: boolean;
+  /**
+   * The walk as the peek needs it: the batches seen so far, then the rest of the same walk
+   * (when stopped). Undefined when more than {@link RETAIN_ENTRIES} entries were seen: the
+   * peek walks again.
+   */
+  walk?: AsyncIterable<WalkEntry[]>;
+  /** Ends the walk (when `walk` is not read to its end). */
+  end(): Promise<void>;
+}
+
 /**
  * Walks `root` for the newest last-write time only (no database, no hashing): what the
  * skip-when-unchanged test needs. The root directory itself counts. With `stopAfterNs`, the
- * walk stops at the first error or the first entry newer than that (the run peeks anyway,
- * and walks again): the summary is then partial, with `stopped` set.
+ * walk stops at the first error or the first entry newer than that (the run peeks anyway).
+ * Give it the peek's walk options: its batches are kept, so the peek does not walk again.
  */
 export async function quickScan(
   root: string,
   options: WalkOptions,
   stopAfterNs?: bigint,
-): Promise<ScanSummary & { stopped?: boolean }> {
-  const s: ScanSummary & { stopped?: boolean } = emptySummary();
+  retain: number = RETAIN_ENTRIES,
+): Promise<QuickScan> {
+  const walk = native.walk(root, options)[Symbol.asyncIterator]() as AsyncGenerator<WalkEntry[]>;
+  const end = async () => void await walk.return(undefined);
+  const s: QuickScan = { ...emptySummary(), end };
   s.newestNs = BigInt(statSync(root, { bigint: true }).mtimeNs);
   const stop = () => stopAfterNs !== undefined && (s.errors > 0 || s.newestNs > stopAfterNs);
-  if (stop()) return { ...s, stopped: true };
+  let kept: WalkEntry[][] | undefined = [];
+  let keptEntries = 0;
+  const rest = async function* (batches: WalkEntry[][], more: boolean) {
+    try {
+      for (let b = batches.shift(); b; b = batches.shift()) yield b;
+      if (more) { for (let r = await walk.next(); !r.done; r = await walk.next()) yield r.value; }
+    } finally {
+      await end();
+    }
+  };
+  if (stop()) return { ...s, stopped: true, walk: rest([], true) };
   const modes = new ModeDigest();
-  for await (const batch of native.walk(root, { ...options, reportExcluded: false })) {
+  for (let r = await walk.next(); !r.done; r = await walk.next()) {
+    const batch = r.value;
+    if (kept) {
+      kept.push(batch);
+      keptEntries += batch.length;
+      if (keptEntries > retain) kept = undefined;
+    }
     for (const e of batch) {
       if (e.kind === "error") {
         s.errors++;
         continue;
       }
-      if (e.kind !== "file" && e.kind !== "dir") continue;
+      if (e.excluded || (e.kind !== "file" && e.kind !== "dir")) continue;
       if (e.kind === "file") {
         s.files++;
         s.bytes += e.size;
@@ -131,16 +167,20 @@ export async function quickScan(
         s.newestPath = e.path;
       }
     }
-    // Leaving the loop ends the walk (the native walk stops listing).
-    if (stop()) return { ...s, stopped: true };
+    if (stop()) {
+      if (kept) return { ...s, stopped: true, walk: rest(kept, true) };
+      await end(); // the native walk stops listing
+      return { ...s, stopped: true };
+    }
   }
   s.modes = modes.toString();
-  return s;
+  return kept ? { ...s, walk: rest(kept, false) } : s;
 }
 
 /**
  * Walks `root` into the saved source listing of `job`, logging walk errors and (unless
- * `nicld`) files the include filters leave out as PEEK-NICLD lines.
+ * `nicld`) files the include filters leave out as PEEK-NICLD lines. `walk` is a walk of
+ * `root` with `options` already under way (a quick scan's), else a new one.
  */
 export async function scanSource(
   work: WorkDb,
@@ -149,6 +189,7 @@ export async function scanSource(
   options: WalkOptions,
   log: Logger,
   nicld: boolean,
+  walk: AsyncIterable<WalkEntry[]> = native.walk(root, options),
 ): Promise<ScanSummary> {
   const s = emptySummary();
   s.newestNs = BigInt(statSync(root, { bigint: true }).mtimeNs);
@@ -160,7 +201,7 @@ export async function scanSource(
     `INSERT OR REPLACE INTO local_files (job, path, size, mtime_ns, mode, ino, dev)
      VALUES (?, ?, ?, ?, ?, ?, ?)`,
   );
-  for await (const batch of native.walk(root, options)) {
+  for await (const batch of walk) {
     work.db.exec("BEGIN IMMEDIATE");
     try {
       for (const e of batch) scanEntry(e);

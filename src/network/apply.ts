@@ -235,35 +235,32 @@ function applyEntry(catalog: Catalog, job: JobRow, header: PackHeader, at: numbe
       if (header.folder && (to === from || to.startsWith(from + "/"))) {
         throw new PackRejectedError(`cannot move folder ${from} into itself`);
       }
-      const rows = catalog.currentUnder(job.id, from, header.folder === true);
-      if (rows.length === 0) {
-        throw new PackRejectedError(`nothing to move at ${JSON.stringify(from)}`);
+      if (header.folder) {
+        const ids = catalog.moveFolder(job.id, from, to, at);
+        if (!ids) throw new PackRejectedError(`nothing to move at ${JSON.stringify(from)}`);
+        const changed = ids[1] - ids[0] + 1;
+        return { kind: "move", path: from, newPath: to, changed, versions: ids };
       }
-      let version: number | undefined;
-      let first: number | undefined;
-      for (const row of rows) {
-        catalog.endVersion(row.id, at, true);
-        const dest = header.folder ? to + row.path.slice(from.length) : to;
-        version = catalog.putVersion(job.id, {
-          path: dest,
-          size: row.size,
-          mtimeNs: row.mtime_ns,
-          mode: row.mode,
-          hash: row.hash,
-        }, at);
-        first ??= version;
-      }
-      const r: EntryResult = { kind: "move", path: from, newPath: to, changed: rows.length };
-      if (!header.folder) r.version = version;
-      else if (first !== undefined && version! - first + 1 === rows.length) {
-        r.versions = [first, version!];
-      }
-      return r;
+      const row = catalog.current(job.id, from);
+      if (!row) throw new PackRejectedError(`nothing to move at ${JSON.stringify(from)}`);
+      catalog.endVersion(row.id, at, true);
+      const version = catalog.putVersion(job.id, {
+        path: to,
+        size: row.size,
+        mtimeNs: row.mtime_ns,
+        mode: row.mode,
+        hash: row.hash,
+      }, at);
+      return { kind: "move", path: from, newPath: to, changed: 1, version };
     }
     case "delete": {
-      const rows = catalog.currentUnder(job.id, header.path, header.folder === true);
-      for (const row of rows) catalog.endVersion(row.id, at, true);
-      return { kind: "delete", path: header.path, changed: rows.length };
+      if (header.folder) {
+        const changed = catalog.deleteFolder(job.id, header.path, at);
+        return { kind: "delete", path: header.path, changed };
+      }
+      const row = catalog.current(job.id, header.path);
+      if (row) catalog.endVersion(row.id, at, true);
+      return { kind: "delete", path: header.path, changed: row ? 1 : 0 };
     }
     default:
       throw new PackRejectedError("unknown pack kind");

@@ -105,7 +105,6 @@ CREATE TABLE IF NOT EXISTS versions (
   deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS versions_path ON versions (job_id, path, ended_at);
-CREATE INDEX IF NOT EXISTS versions_hash ON versions (hash);
 CREATE TABLE IF NOT EXISTS uploads (
   job_id INTEGER NOT NULL REFERENCES jobs(id),
   upload_key TEXT NOT NULL,
@@ -170,6 +169,9 @@ export class Catalog {
     this.db = openSqlite(path);
     this.db.exec("PRAGMA foreign_keys = ON;");
     this.db.exec(SCHEMA);
+    // No index by hash: each new version paid a random insert into it (most of a folder
+    // move's commit), for the one reader that needs it, prune, which now scans instead.
+    this.db.exec("DROP INDEX IF EXISTS versions_hash");
     // Catalogs made before generations existed get the column.
     const cols = this.db.prepare("PRAGMA table_info(jobs)").all() as { name: string }[];
     if (!cols.some((c) => c.name === "generation")) {
@@ -363,15 +365,6 @@ export class Catalog {
       path,
     );
   }
-  /** Current versions at `path` or, for a folder, under it. */
-  currentUnder(jobId: number, path: string, folder: boolean): VersionRow[] {
-    if (!folder) {
-      const v = this.current(jobId, path);
-      return v ? [v] : [];
-    }
-    return [...this.tree(jobId, { prefix: path })].filter((v) => v.path !== path);
-  }
-
   /** Inside a transaction: ends the current version of a path (if any). */
   endVersion(id: number, at: number, deleted: boolean): void {
     this.#run(
@@ -398,13 +391,91 @@ export class Catalog {
     );
     return Number(r.lastInsertRowid);
   }
-  /** Whether a device's versions still reference a blob. */
-  referenced(deviceId: number, hash: string): boolean {
-    return this.#get(
-      "SELECT 1 AS x FROM versions v JOIN jobs j ON j.id = v.job_id WHERE j.device_id = ? AND v.hash = ? LIMIT 1",
-      deviceId,
-      hash,
-    ) !== undefined;
+  /**
+   * Inside a transaction: moves every current version under folder `from` to the same
+   * relative path under `to`, as {@link endVersion} and {@link putVersion} row by row would
+   * (the old rows end as deleted, current rows at the new paths end replaced), in three
+   * statements: the new versions get consecutive ids in the byte order of the old paths.
+   */
+  moveFolder(jobId: number, from: string, to: string, at: number): [number, number] | undefined {
+    const lo = `${from}/`;
+    const hi = `${from}0`; // "0" follows "/": the range is everything under from/
+    this.db.exec(
+      `CREATE TEMP TABLE IF NOT EXISTS folder_move (id INTEGER, path TEXT, size INTEGER,
+         mtime_ns TEXT, mode INTEGER, hash TEXT)`,
+    );
+    this.db.exec("DELETE FROM temp.folder_move");
+    const n = Number(
+      this.#run(
+        `INSERT INTO temp.folder_move (id, path, size, mtime_ns, mode, hash)
+         SELECT id, ? || substr(path, ?), size, mtime_ns, mode, hash FROM versions
+         WHERE job_id = ? AND path >= ? AND path < ? AND ${CURRENT} ORDER BY path`,
+        to,
+        from.length + 1,
+        jobId,
+        lo,
+        hi,
+      ).changes,
+    );
+    if (n === 0) return undefined;
+    this.#run(
+      "UPDATE versions SET ended_at = ?, deleted = 1 WHERE id IN (SELECT id FROM temp.folder_move)",
+      at,
+    );
+    this.#run(
+      `UPDATE versions SET ended_at = ?, deleted = 0
+       WHERE job_id = ? AND ${CURRENT} AND path IN (SELECT path FROM temp.folder_move)`,
+      at,
+      jobId,
+    );
+    const r = this.#run(
+      `INSERT INTO versions (job_id, path, size, mtime_ns, mode, hash, created_at)
+       SELECT ?, path, size, mtime_ns, mode, hash, ? FROM temp.folder_move ORDER BY rowid`,
+      jobId,
+      at,
+    );
+    this.db.exec("DELETE FROM temp.folder_move");
+    const last = Number(r.lastInsertRowid);
+    return [last - n + 1, last];
+  }
+  /** Inside a transaction: ends every current version under folder `path` as deleted. */
+  deleteFolder(jobId: number, path: string, at: number): number {
+    return Number(
+      this.#run(
+        `UPDATE versions SET ended_at = ?, deleted = 1
+         WHERE job_id = ? AND path >= ? AND path < ? AND ${CURRENT}`,
+        at,
+        jobId,
+        `${path}/`,
+        `${path}0`,
+      ).changes,
+    );
+  }
+  /**
+   * Which of `blobs` (device, hash) some version still references: one scan of the versions
+   * per call (there is no index by hash), so give a few thousand at a time.
+   */
+  referencedAmong(blobs: { device: number; hash: string }[]): Set<string> {
+    const out = new Set<string>();
+    if (blobs.length === 0) return out;
+    this.db.exec(
+      `CREATE TEMP TABLE IF NOT EXISTS prune_batch (device_id INTEGER, hash TEXT,
+         PRIMARY KEY (device_id, hash)) WITHOUT ROWID`,
+    );
+    this.tx(() => {
+      this.db.exec("DELETE FROM temp.prune_batch");
+      const ins = this.#stmt("INSERT OR IGNORE INTO temp.prune_batch VALUES (?, ?)");
+      for (const b of blobs) ins.run(b.device, b.hash);
+      // CROSS JOIN keeps this order: the versions once, each probing the batch.
+      const rows = this.#all<{ device_id: number; hash: string }>(
+        `SELECT DISTINCT b.device_id, b.hash FROM versions v CROSS JOIN jobs j
+           CROSS JOIN temp.prune_batch b
+         WHERE j.id = v.job_id AND b.device_id = j.device_id AND b.hash = v.hash`,
+      );
+      for (const r of rows) out.add(`${r.device_id}:${r.hash}`);
+      this.db.exec("DELETE FROM temp.prune_batch");
+    });
+    return out;
   }
   /** Every (device, hash) a version references. */
   *referencedBlobs(): Iterable<{ device_id: number; hash: string; size: number }> {

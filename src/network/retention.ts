@@ -14,6 +14,9 @@ export interface PruneResult {
   bytes: number;
 }
 
+/** Blobs checked against the versions at a time (one scan of the versions each). */
+const PRUNE_BATCH = 5000;
+
 /** Prunes expired versions and unreferenced blobs. */
 export async function prune(
   data: DataDir,
@@ -25,12 +28,23 @@ export async function prune(
   data.catalog.pruneUploads(now - 7 * 86400_000);
   let blobs = 0;
   let bytes = 0;
-  for await (const b of data.blobs.list()) {
-    if (data.catalog.referenced(b.device, b.hash)) continue;
-    if (await data.blobs.remove(b.device, b.hash, Date.now() - grace)) {
-      blobs++;
-      bytes += b.size;
+  // In batches: each is checked against the versions just before its blobs are removed.
+  let batch: { device: number; hash: string; size: number }[] = [];
+  const sweep = async () => {
+    const used = data.catalog.referencedAmong(batch);
+    for (const b of batch) {
+      if (used.has(`${b.device}:${b.hash}`)) continue;
+      if (await data.blobs.remove(b.device, b.hash, Date.now() - grace)) {
+        blobs++;
+        bytes += b.size;
+      }
     }
+    batch = [];
+  };
+  for await (const b of data.blobs.list()) {
+    batch.push(b);
+    if (batch.length >= PRUNE_BATCH) await sweep();
   }
+  await sweep();
   return { versions, blobs, bytes };
 }

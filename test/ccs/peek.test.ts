@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import {
   addCandidates,
   diffCounts,
@@ -10,6 +10,7 @@ import {
   quickScan,
 } from "../../src/ccs/peek.ts";
 import { planPrune } from "../../src/ccs/prune.ts";
+import { native } from "../../src/native/mod.ts";
 import { byteOrderLess, openWorkDb } from "../../src/ccs/work_queue.ts";
 import { Catalog } from "../../src/network/catalog.ts";
 import { versionJson } from "../../src/network/routes.ts";
@@ -101,6 +102,43 @@ test("quickScan(): a chmod changes the mode digest; a newer entry stops the walk
   assert.equal(after.stopped, undefined);
   const early = await quickScan(root, {}, before.newestNs - 1n);
   assert.equal(early.stopped, true);
+  await early.end();
+});
+
+test("quickScan(): the peek goes on with the scan's walk, and gets every entry once", async () => {
+  const root = tempDir();
+  for (let d = 0; d < 30; d++) {
+    mkdirSync(join(root, `d${d}`));
+    for (let f = 0; f < 40; f++) writeFileSync(join(root, `d${d}`, `f${f}`), `${d}.${f}`);
+  }
+  const small = { batchSize: 100 }; // many batches
+  const paths = async (walk: AsyncIterable<{ path: string }[]>) => {
+    const out: string[] = [];
+    for await (const b of walk) for (const e of b) out.push(e.path);
+    return out;
+  };
+  const fresh = await paths(native.walk(root, small));
+  assert.equal(fresh.length, 30 * 41);
+  // Stopped at once (everything is newer than 0), after the first batch, mid-walk.
+  const stopped = await quickScan(root, small, 0n);
+  assert.equal(stopped.stopped, true);
+  assert.deepEqual(await paths(stopped.walk!), fresh);
+  // One file in the middle of the walk is newer than everything else.
+  const rootNs = statSync(root, { bigint: true }).mtimeNs;
+  utimesSync(join(root, "d15", "f0"), new Date(), new Date(Date.now() + 3600_000));
+  const late = await quickScan(root, small, rootNs + 60_000_000_000n);
+  assert.equal(late.stopped, true);
+  assert.ok(late.entries > 0 && late.entries < fresh.length, `stopped after ${late.entries}`);
+  assert.deepEqual(await paths(late.walk!), fresh);
+  // Not stopped: the whole walk was kept.
+  const whole = await quickScan(root, small);
+  assert.deepEqual(await paths(whole.walk!), fresh);
+  // Too many entries to keep: no walk to go on with.
+  const many = await quickScan(root, small, undefined, 100);
+  assert.equal(many.walk, undefined);
+  assert.equal(many.files, 30 * 40);
+  const manyStopped = await quickScan(root, small, 0n, 100);
+  assert.equal(manyStopped.stopped, true);
 });
 
 test("saveCloud() keeps unchanged rows, updates changed ones, drops unlisted ones", async () => {

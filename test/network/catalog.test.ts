@@ -42,3 +42,71 @@ test("Catalog.tree() pages through versions, at a time and under a prefix", asyn
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("Catalog.moveFolder() moves what is current under a folder, into a part of its own name too", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "cncop-cat-"));
+  const cat = new Catalog(join(dir, "catalog.db"));
+  try {
+    const dev = cat.addDevice("d", "h");
+    const job = cat.ensureJob(dev, "7");
+    const v = (path: string, hash: string) => ({ path, size: 1, mtimeNs: "1", mode: 0o644, hash });
+    cat.tx(() => {
+      const at = cat.now();
+      for (const [p, h] of [["a/b/b/y", "B"], ["a/b/x", "X"], ["a/b/y", "Y"], ["a/y", "old"]]) {
+        cat.putVersion(job.id, v(p!, h!), at);
+      }
+      cat.putVersion(job.id, v("a/bb", "stays"), at); // beside the folder, not in it
+    });
+    const before = cat.listingTag(job.id);
+    const ids = cat.tx(() => cat.moveFolder(job.id, "a/b", "a", cat.now()));
+    assert.ok(ids);
+    assert.equal(ids[1] - ids[0] + 1, 3);
+    const now = [...cat.tree(job.id)];
+    assert.ok(now.some((r) => r.path === "a/bb" && r.hash === "stays"));
+    // Row by row, in old-path order: a/b/b/y -> a/b/y, a/b/x -> a/x, a/b/y -> a/y.
+    assert.deepEqual(
+      now.filter((r) => r.path !== "a/bb").map((r) => `${r.path}=${r.hash}#${r.id - ids[0]}`),
+      ["a/b/y=B#0", "a/x=X#1", "a/y=Y#2"],
+    );
+    // The moved rows ended as deleted, the replaced a/y as replaced.
+    const old = cat.versionsOf(job.id, "a/y").find((r) => r.hash === "old")!;
+    assert.equal(old.deleted, 0);
+    assert.ok(old.ended_at);
+    assert.ok(cat.versionsOf(job.id, "a/b/x").every((r) => r.deleted === 1 && r.ended_at));
+    assert.equal(cat.listingTag(job.id), before, "the generation is the pack's business");
+    assert.equal(cat.tx(() => cat.moveFolder(job.id, "no/such", "x", cat.now())), undefined);
+  } finally {
+    cat.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("Catalog.referencedAmong() answers per device, ended versions included", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "cncop-cat-"));
+  const cat = new Catalog(join(dir, "catalog.db"));
+  try {
+    const a = cat.ensureJob(cat.addDevice("a", "ha"), "1");
+    const b = cat.ensureJob(cat.addDevice("b", "hb"), "1");
+    const v = (path: string, hash: string) => ({ path, size: 1, mtimeNs: "1", mode: 0o644, hash });
+    cat.tx(() => {
+      cat.putVersion(a.id, v("x", "h1"), cat.now());
+      cat.putVersion(a.id, v("x", "h2"), cat.now()); // h1 ended, still kept
+      cat.putVersion(b.id, v("y", "h3"), cat.now());
+    });
+    const used = cat.referencedAmong([
+      { device: a.device_id, hash: "h1" },
+      { device: a.device_id, hash: "h2" },
+      { device: a.device_id, hash: "h3" }, // device b's content, not a's
+      { device: b.device_id, hash: "h3" },
+      { device: b.device_id, hash: "h4" },
+    ]);
+    assert.deepEqual(
+      [...used].sort(),
+      [`${a.device_id}:h1`, `${a.device_id}:h2`, `${b.device_id}:h3`].sort(),
+    );
+    assert.equal(cat.referencedAmong([]).size, 0);
+  } finally {
+    cat.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
