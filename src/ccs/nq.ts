@@ -27,11 +27,13 @@ import {
   goneFiles,
   PeekXmlWriter,
   planContent,
+  planSmall,
   type QuickScan,
   quickScan,
   rootExists,
   scanSource,
   type ScanSummary,
+  smallDiff,
   walkOptionsFor,
 } from "./peek.ts";
 import { planPrune } from "./prune.ts";
@@ -417,7 +419,8 @@ async function enqueueJob(
     log.info(`PEEK: --skippeekcloud: using the saved cloud peek (${cloudCount} files)`);
   }
   const tPeeked = Date.now();
-  const counts = diffCounts(work, job.id);
+  const small = smallDiff(work, job.id);
+  const counts = small?.counts ?? diffCounts(work, job.id);
   // Move promotion needs every gone file, but only when some local file is new; otherwise
   // only the deletes this run may send are loaded (a million deleted files stay in SQL).
   const pairing = !o.skipMoves && counts.adds > 0;
@@ -425,9 +428,12 @@ async function enqueueJob(
   const gone: DeleteCandidate[] = counts.deletes ? goneFiles(work, job.id, goneLimit) : [];
   const states = new FileStates(work, job.id, useForks(root, o.fork ?? "auto", ctx.paths.work));
   const abs = (p: string) => join(root, p);
+  const goneSizes = new Set(gone.map((g) => g.size));
   const candidates = o.skipMoves || gone.length === 0
     ? []
-    : addCandidates(work, job.id, new Set(gone.map((g) => g.size)));
+    : small
+    ? small.adds.filter((a) => goneSizes.has(a.size))
+    : addCandidates(work, job.id, goneSizes);
   const plan = await promoteMoves<AddRow>(candidates, o.skipMoves ? [] : gone, {
     hashOf: (a) => states.hash({ ...a, abs: abs(a.path) }),
     cloudCountUnder: (p) => work.cloudCount(job.id, p),
@@ -496,7 +502,9 @@ async function enqueueJob(
   let planned: { adds: number; updates: number };
   try {
     work.addItems(job.id, session, items);
-    planned = planContent(work, job.id, session, taken, counts);
+    planned = small
+      ? planSmall(work, job.id, session, small, taken)
+      : planContent(work, job.id, session, taken, counts);
     if (o.dryRun) printDryRun(o, job, work, session, prune.pending);
     work.db.exec(o.dryRun ? "ROLLBACK" : "COMMIT");
   } catch (err) {

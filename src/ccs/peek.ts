@@ -13,7 +13,7 @@ import type { Job } from "../core/jobs_db.ts";
 import type { Logger } from "../core/log.ts";
 import { native, type WalkEntry, type WalkOptions } from "../native/mod.ts";
 import type { RemoteFile } from "../network/client.ts";
-import type { CloudFile, LocalFile, WorkDb } from "./work_queue.ts";
+import type { CloudFile, LocalFile, NewItem, WorkDb } from "./work_queue.ts";
 
 /** Options that shape the walk. */
 export interface WalkChoice {
@@ -312,6 +312,105 @@ export function diffCounts(work: WorkDb, job: number): DiffCounts {
   const changed = r.changed ?? 0;
   const deletes = work.cloudCount(job) - (r.total - adds);
   return { adds, changed, deletes, unchanged: r.total - adds - changed };
+}
+
+/** Differences of at most this many local files are planned from memory. */
+export const SMALL_DIFF = 20_000;
+
+/** A local file the cloud has at its path with other size, mtime or permission bits. */
+export interface ChangedRow extends LocalFile {
+  baseVersion: number;
+  baseHash: string;
+}
+
+/** The local side of a small difference, whole (see {@link smallDiff}). */
+export interface SmallDiff {
+  /** Local files the cloud does not have, by path. */
+  adds: AddRow[];
+  /** Local files that differ from the cloud's, by path. */
+  changed: ChangedRow[];
+  counts: DiffCounts;
+}
+
+/**
+ * The local files that are new or changed, in one pass over the source listing, when there
+ * are at most `limit`: the run then plans them from memory instead of passing over the
+ * listings again for counts, move candidates and each queue. Undefined when there are more
+ * (a first backup): the SQL-to-SQL path ({@link diffCounts}, {@link planContent}) is used.
+ */
+export function smallDiff(work: WorkDb, job: number, limit = SMALL_DIFF): SmallDiff | undefined {
+  const rows = work.stmt(
+    `SELECT l.path, l.size, l.mtime_ns AS mtimeNs, l.mode, l.ino, l.dev,
+            c.version AS baseVersion, c.hash AS baseHash
+     FROM local_files l LEFT JOIN cloud_files c ON c.job = l.job AND c.path = l.path
+     WHERE l.job = ? AND (c.path IS NULL OR c.size != l.size OR c.mtime_ns != l.mtime_ns
+       OR c.mode != l.mode)
+     ORDER BY l.path LIMIT ?`,
+  ).all(job, limit + 1) as unknown as (LocalFile & {
+    baseVersion: number | null;
+    baseHash: string | null;
+  })[];
+  if (rows.length > limit) return undefined;
+  const adds: AddRow[] = [];
+  const changed: ChangedRow[] = [];
+  for (const r of rows) {
+    if (r.baseVersion === null) {
+      const { baseVersion: _v, baseHash: _h, ...add } = r;
+      adds.push(add);
+    } else changed.push(r as ChangedRow);
+  }
+  const total = work.localCount(job);
+  return {
+    adds,
+    changed,
+    counts: {
+      adds: adds.length,
+      changed: changed.length,
+      deletes: work.cloudCount(job) - (total - adds.length),
+      unchanged: total - rows.length,
+    },
+  };
+}
+
+/**
+ * {@link planContent} for a {@link SmallDiff}: the same items, from memory (inside the
+ * caller's transaction).
+ */
+export function planSmall(
+  work: WorkDb,
+  job: number,
+  session: string,
+  diff: SmallDiff,
+  taken: Iterable<string>,
+): { adds: number; updates: number } {
+  const skip = new Set(taken);
+  const items: NewItem[] = diff.changed.map((c) => ({
+    kind: "UPDATE",
+    path: c.path,
+    size: c.size,
+    mtimeNs: c.mtimeNs,
+    mode: c.mode,
+    ino: c.ino,
+    dev: c.dev,
+    baseVersion: c.baseVersion,
+    baseHash: c.baseHash,
+  }));
+  let adds = 0;
+  for (const a of diff.adds) {
+    if (skip.has(a.path)) continue;
+    items.push({
+      kind: "ADD",
+      path: a.path,
+      size: a.size,
+      mtimeNs: a.mtimeNs,
+      mode: a.mode,
+      ino: a.ino,
+      dev: a.dev,
+    });
+    adds++;
+  }
+  work.addItems(job, session, items);
+  return { adds, updates: diff.changed.length };
 }
 
 /** Cloud files gone locally, by path (the first `limit` when given). */

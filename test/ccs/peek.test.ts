@@ -7,7 +7,9 @@ import {
   diffCounts,
   goneFiles,
   planContent,
+  planSmall,
   quickScan,
+  smallDiff,
 } from "../../src/ccs/peek.ts";
 import { planPrune } from "../../src/ccs/prune.ts";
 import { native } from "../../src/native/mod.ts";
@@ -69,6 +71,48 @@ test("diffCounts(), goneFiles(), addCandidates() and planContent() split the lis
   ]);
   assert.equal(items[0]!.baseVersion, 4);
   assert.equal(items[0]!.baseHash, "h-grown");
+  w.close();
+});
+
+test("smallDiff() + planSmall() plan exactly what the SQL path plans, and give way when large", async () => {
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  w.tx(() =>
+    w.putLocal(1, [
+      local("same", 5),
+      local("touched", 5, "2"),
+      local("grown", 9),
+      { ...local("chmod", 5), mode: 0o700 },
+      local("new-a", 7),
+      local("new-b", 8),
+    ])
+  );
+  w.tx(() => w.putLocal(2, [local("other-job", 1)]));
+  await w.saveCloud(
+    1,
+    rows([
+      cloud("chmod", 5),
+      cloud("grown", 5, "1", 4),
+      cloud("old", 7),
+      cloud("same", 5),
+      cloud("touched", 5),
+    ]),
+  );
+  const small = smallDiff(w, 1)!;
+  assert.deepEqual(small.counts, diffCounts(w, 1));
+  assert.deepEqual(small.adds.map((a) => a.path), ["new-a", "new-b"]);
+  assert.equal(smallDiff(w, 1, 4), undefined, "5 differences, limit 4");
+  assert.ok(smallDiff(w, 1, 5));
+  const plan = (f: () => unknown) => {
+    w.db.exec("BEGIN");
+    f();
+    const items = w.items(1).map((i) => ({ ...i, id: 0, created: "" }));
+    w.db.exec("ROLLBACK");
+    return items;
+  };
+  const viaSql = plan(() => planContent(w, 1, "s", ["new-a"]));
+  const viaMemory = plan(() => planSmall(w, 1, "s", small, ["new-a"]));
+  assert.equal(viaSql.length, 4);
+  assert.deepEqual(viaMemory, viaSql);
   w.close();
 });
 
