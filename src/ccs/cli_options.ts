@@ -25,7 +25,10 @@ export function addCcsOptions(cmd: Command): Command {
     .option("--usefork", "keep each file's backup state in a filesystem fork")
     .option("--nofork", "never use filesystem forks")
     .option("--usevss", "back up from a VSS snapshot (Windows)")
-    .option("--forcepeek", "full peek even when nothing seems to have changed")
+    .option(
+      "--forcepeek",
+      "full peek even when nothing seems to have changed (whole cloud listing; signature cache pruned)",
+    )
     .option("--nicld", "do not log PEEK-NICLD lines for files outside the include filters")
     .option("--suppressmissing", "no warning for files that vanished before being packed")
     .option("--chunksize <size>", "backupagentdq: bytes per upload request (default 10M)")

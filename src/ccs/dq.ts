@@ -58,6 +58,8 @@ export function parseSize(s: string): number {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How often a dequeuer with nothing to send looks again while an enqueuer produces. */
+const POLL_MS = 20;
 
 /**
  * Whether an enqueuer may still produce work for `job`:
@@ -253,7 +255,7 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
         const batch = work.claim(job.id, process.pid, backlog);
         if (batch.length === 0) {
           if (await enqueuerActive(ctx, work, job.id, session, startedAt, grace)) {
-            await sleep(100);
+            await sleep(POLL_MS);
             continue;
           }
           // The enqueuer is done: finish what became ready meanwhile, then stop.
@@ -261,7 +263,7 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
           const again = work.claim(job.id, process.pid, backlog);
           if (again.length === 0) {
             if (work.counts(job.id).sending > 0) {
-              await sleep(100);
+              await sleep(POLL_MS);
               continue;
             }
             break; // blocked behind unpacked leftovers: the next enqueuer plans them again

@@ -37,7 +37,7 @@ import {
   walkOptionsFor,
 } from "./peek.ts";
 import { planPrune } from "./prune.ts";
-import { pruneSignatures } from "./signature_cache.ts";
+import { pruneSignaturesDaily } from "./signature_cache.ts";
 import { type NewItem, openWorkDb, Stage, type WorkDb } from "./work_queue.ts";
 
 /** Options of {@link runNq} (the command line). */
@@ -337,6 +337,7 @@ async function enqueueJob(
   }
 
   // Phase 1: peek: the source walk into local_files, the cloud listing into cloud_files.
+  if (!o.dryRun) work.markPeeking(o.session ?? sessionOf(), job.id);
   const t0 = Date.now();
   const source = async (): Promise<ScanSummary> => {
     if (o.skipPeekSource && work.localCount(job.id) > 0) {
@@ -434,6 +435,7 @@ async function enqueueJob(
     : small
     ? small.adds.filter((a) => goneSizes.has(a.size))
     : addCandidates(work, job.id, goneSizes);
+  if (gone.length) states.lookAhead(candidates.map((a) => ({ ...a, abs: abs(a.path) })));
   const plan = await promoteMoves<AddRow>(candidates, o.skipMoves ? [] : gone, {
     hashOf: (a) => states.hash({ ...a, abs: abs(a.path) }),
     cloudCountUnder: (p) => work.cloudCount(job.id, p),
@@ -443,10 +445,7 @@ async function enqueueJob(
   // UPDATE (a delta against its old version at the new path), not a DELETE + ADD.
   const movedGone: DeleteCandidate[] = [];
   for (const d of plan.movedDeletes) {
-    const l = work.stmt(
-      `SELECT path, size, mtime_ns AS mtimeNs, mode, ino, dev FROM local_files
-       WHERE job = ? AND path = ?`,
-    ).get(job.id, d.path) as AddRow | undefined;
+    const l = work.localFile(job.id, d.path);
     if (l) plan.updates.push({ add: l, base: d });
     else movedGone.push(d);
   }
@@ -543,8 +542,8 @@ async function enqueueJob(
 
   // Signature cache: forget signatures of content no job refers to any more (a cache only).
   try {
-    const sp = pruneSignatures(ctx.paths.work, work.db);
-    if (sp.removed) log.info(`PEEK: ${sp.removed} unused signature(s) removed, ${sp.kept} kept`);
+    const sp = pruneSignaturesDaily(ctx.paths.work, work.db, { force: o.forcePeek });
+    if (sp?.removed) log.info(`PEEK: ${sp.removed} unused signature(s) removed, ${sp.kept} kept`);
   } catch (err) {
     log.warn(`PEEK: the signature cache was not pruned: ${messageOf(err)}`);
   }

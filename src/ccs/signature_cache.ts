@@ -8,7 +8,18 @@
  *
  * @module
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+} from "node:fs";
 import type { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import { TransientError } from "../core/errors.ts";
@@ -89,6 +100,33 @@ const REFERENCES = [
   ["items", "hash"],
   ["items", "base_hash"],
 ] as const;
+
+/** How often {@link pruneSignaturesDaily} prunes. */
+const PRUNE_EVERY_MS = 86400_000;
+
+/**
+ * {@link pruneSignatures} at most once a day (the time of the last one is the mtime of
+ * `sigs.pruned` beside the cache), or now with `force`: the cache is only a cache, and the
+ * scan it takes (34 ms for 84k files) need not be paid by every run of a job that runs
+ * often. Undefined when it was not due.
+ */
+export function pruneSignaturesDaily(
+  workDir: string,
+  db: DatabaseSync,
+  options: { now?: number; force?: boolean } = {},
+): SignaturePrune | undefined {
+  const now = options.now ?? Date.now();
+  const stamp = join(workDir, "sigs.pruned");
+  const last = statSync(stamp, { throwIfNoEntry: false })?.mtimeMs;
+  // A stamp from the future (a clock set back) does not hold pruning off.
+  const recent = last !== undefined && last <= now && now - last < PRUNE_EVERY_MS;
+  if (recent && !options.force) return undefined;
+  const r = pruneSignatures(workDir, db, { now });
+  mkdirSync(workDir, { recursive: true });
+  closeSync(openSync(stamp, "w"));
+  utimesSync(stamp, now / 1000, now / 1000);
+  return r;
+}
 
 /** A fetch's temp file older than this belongs to a crashed process. */
 const STALE_TMP_MS = 86400_000;

@@ -112,6 +112,16 @@ export interface RunRow {
   ended: string | null;
 }
 
+/**
+ * The saved source listing, keyed by the walk's order ({@link walkKey}): a walk is compared
+ * with it range by range and only what changed is written.
+ */
+const LOCAL_FILES = `CREATE TABLE local_files (
+     job INTEGER NOT NULL, wkey TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+     mtime_ns TEXT NOT NULL, mode INTEGER NOT NULL, ino TEXT NOT NULL, dev TEXT NOT NULL,
+     PRIMARY KEY (job, wkey)
+   ) WITHOUT ROWID`;
+
 const schema = [
   `CREATE TABLE items (
      id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -150,11 +160,7 @@ const schema = [
      mode INTEGER NOT NULL, hash TEXT NOT NULL, version INTEGER NOT NULL,
      PRIMARY KEY (job, path)
    ) WITHOUT ROWID`,
-  `CREATE TABLE local_files (
-     job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns TEXT NOT NULL,
-     mode INTEGER NOT NULL, ino TEXT NOT NULL, dev TEXT NOT NULL,
-     PRIMARY KEY (job, path)
-   ) WITHOUT ROWID`,
+  LOCAL_FILES,
   `CREATE TABLE job_state (
      job INTEGER PRIMARY KEY, newest_ns TEXT NOT NULL, entries INTEGER NOT NULL,
      fingerprint TEXT NOT NULL, updated TEXT NOT NULL, cloud_saved INTEGER NOT NULL DEFAULT 0,
@@ -217,6 +223,22 @@ function toItem(r: ItemRow): WorkItem {
     claimedBy: r.claimed_by,
     error: r.error,
   };
+}
+
+/**
+ * A path's key in the walk's order: the walk sorts component by component (a folder's
+ * content right after it), which is byte order once `/` is a byte below every other a name
+ * may hold. `/` becomes \x01; \x01 and \x02 in names are escaped (\x02\x01, \x02\x02), so
+ * keys stay unique (such names may sort out of the walk's order: the comparison notices).
+ */
+export function walkKey(path: string): string {
+  if (!path.includes("\x01") && !path.includes("\x02")) return path.replaceAll("/", "\x01");
+  return path.replaceAll("\x02", "\x02\x02").replaceAll("\x01", "\x02\x01").replaceAll("/", "\x01");
+}
+
+/** {@link walkKey} in SQL, of the column or parameter `expr`. */
+export function walkKeySql(expr: string): string {
+  return `replace(replace(replace(${expr}, char(2), char(2, 2)), char(1), char(2, 1)), '/', char(1))`;
 }
 
 /** Upper bound for a `path >= prefix/ AND path < bound` range: everything under `prefix`. */
@@ -519,6 +541,47 @@ export class WorkDb {
     return r ? fromCache(r) : undefined;
   }
 
+  /**
+   * What the file cache knows of `files` with their size and mtime: by path, else by device
+   * + inode (a renamed file). Two joins over a temporary table of the files.
+   */
+  cachedHashes(
+    job: number,
+    files: {
+      path: string;
+      size: number;
+      mtimeNs: string;
+      ino?: string | null;
+      dev?: string | null;
+    }[],
+  ): Map<string, { hash: string; inode: boolean }> {
+    const out = new Map<string, { hash: string; inode: boolean }>();
+    if (files.length === 0) return out;
+    this.db.exec(
+      `CREATE TEMP TABLE IF NOT EXISTS look_ahead (path TEXT PRIMARY KEY, size INTEGER,
+         mtime_ns TEXT, ino TEXT, dev TEXT) WITHOUT ROWID`,
+    );
+    this.tx(() => {
+      this.db.exec("DELETE FROM temp.look_ahead");
+      const ins = this.stmt("INSERT OR IGNORE INTO temp.look_ahead VALUES (?, ?, ?, ?, ?)");
+      for (const f of files) ins.run(f.path, f.size, f.mtimeNs, f.ino ?? null, f.dev ?? null);
+      const byPath = this.stmt(
+        `SELECT a.path, f.hash FROM temp.look_ahead a CROSS JOIN file_cache f
+         WHERE f.job = ? AND f.path = a.path AND f.size = a.size AND f.mtime_ns = a.mtime_ns`,
+      ).all(job) as { path: string; hash: string }[];
+      for (const r of byPath) out.set(r.path, { hash: r.hash, inode: false });
+      const byInode = this.stmt(
+        `SELECT a.path, f.hash FROM temp.look_ahead a CROSS JOIN file_cache f
+           INDEXED BY file_cache_ino
+         WHERE f.job = ? AND f.dev = a.dev AND f.ino = a.ino AND f.size = a.size
+           AND f.mtime_ns = a.mtime_ns`,
+      ).all(job) as { path: string; hash: string }[];
+      for (const r of byInode) if (!out.has(r.path)) out.set(r.path, { hash: r.hash, inode: true });
+      this.db.exec("DELETE FROM temp.look_ahead");
+    });
+    return out;
+  }
+
   /** Records what was uploaded for `path`. */
   putCached(job: number, f: CachedFile): void {
     this.stmt(
@@ -629,18 +692,23 @@ export class WorkDb {
     return r?.cloud_saved === 1;
   }
 
-  /** Starts replacing the saved source listing of `job`. */
-  clearLocal(job: number): void {
-    this.stmt("DELETE FROM local_files WHERE job = ?").run(job);
-  }
-
   /** Adds source files (call inside {@link tx}). */
   putLocal(job: number, files: LocalFile[]): void {
     const ins = this.stmt(
-      `INSERT OR REPLACE INTO local_files (job, path, size, mtime_ns, mode, ino, dev)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT OR REPLACE INTO local_files (job, wkey, path, size, mtime_ns, mode, ino, dev)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    for (const f of files) ins.run(job, f.path, f.size, f.mtimeNs, f.mode, f.ino, f.dev);
+    for (const f of files) {
+      ins.run(job, walkKey(f.path), f.path, f.size, f.mtimeNs, f.mode, f.ino, f.dev);
+    }
+  }
+
+  /** The saved source file of `job` at `path`. */
+  localFile(job: number, path: string): LocalFile | undefined {
+    return this.stmt(
+      `SELECT path, size, mtime_ns AS mtimeNs, mode, ino, dev FROM local_files
+       WHERE job = ? AND wkey = ?`,
+    ).get(job, walkKey(path)) as LocalFile | undefined;
   }
 
   /** Number of saved cloud files of `job` (under `prefix` when given). */
@@ -713,6 +781,14 @@ export class WorkDb {
       processStart(),
       new Date().toISOString(),
     );
+  }
+
+  /**
+   * Marks the enqueuer run of `job` in `session` as one that peeks in full (something may
+   * have changed): the dispatcher starts the dequeuer then, so its start overlaps the peek.
+   */
+  markPeeking(session: string, job: number): void {
+    this.stmt("UPDATE runs SET peeking = 1 WHERE session = ? AND job = ?").run(session, job);
   }
 
   /** Ends the enqueuer run of `job` in `session`. */
@@ -849,6 +925,23 @@ export function openWorkDb(path: string): WorkDb {
   // Outside the versioned schema: an index added later, harmless to ask for every time.
   db.exec("CREATE INDEX IF NOT EXISTS items_pack ON items (job, pack)");
   addColumn(db, "job_state", "modes", "TEXT NOT NULL DEFAULT ''");
+  // local_files keyed by path (before the walk key): a listing to walk again, not to keep.
+  const cols = db.prepare("PRAGMA table_info(local_files)").all() as { name: string }[];
+  if (!cols.some((c) => c.name === "wkey")) {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      const again = db.prepare("PRAGMA table_info(local_files)").all() as { name: string }[];
+      if (!again.some((c) => c.name === "wkey")) {
+        db.exec("DROP TABLE local_files");
+        db.exec(LOCAL_FILES);
+      }
+      db.exec("COMMIT");
+    } catch (err) {
+      db.exec("ROLLBACK");
+      throw err;
+    }
+  }
   addColumn(db, "job_state", "cloud_tag", "TEXT");
+  addColumn(db, "runs", "peeking", "INTEGER NOT NULL DEFAULT 0");
   return new WorkDb(db, path);
 }

@@ -18,6 +18,7 @@ export class SessionWork {
   #session: string;
   #db?: DatabaseSync;
   #ready?: StatementSync;
+  #peeking?: StatementSync;
 
   constructor(path: string, job: number, session: string) {
     this.#path = path;
@@ -30,7 +31,7 @@ export class SessionWork {
     try {
       if (!this.#ready) {
         if (!existsSync(this.#path)) return false;
-        this.#db = new DatabaseSync(this.#path, { readOnly: true, timeout: 5000 });
+        this.#db ??= new DatabaseSync(this.#path, { readOnly: true, timeout: 5000 });
         this.#ready = this.#db.prepare(
           "SELECT 1 AS x FROM items WHERE job = ? AND state = 'ready' AND session = ? LIMIT 1",
         );
@@ -44,7 +45,29 @@ export class SessionWork {
     }
   }
 
+  /**
+   * Whether the enqueuer run of this job and session peeks in full (found a change since
+   * its last run): the dequeuer is started then, its start overlapping the peek.
+   */
+  peeking(): boolean {
+    try {
+      if (!this.#peeking) {
+        if (!existsSync(this.#path)) return false;
+        this.#db ??= new DatabaseSync(this.#path, { readOnly: true, timeout: 5000 });
+        this.#peeking = this.#db.prepare(
+          "SELECT 1 AS x FROM runs WHERE session = ? AND job = ? AND peeking = 1",
+        );
+      }
+      return this.#peeking.get(this.#session, this.#job) !== undefined;
+    } catch {
+      // An older work.db (no column yet), being created, or busy: wait for ready packs.
+      this.close();
+      return false;
+    }
+  }
+
   close(): void {
+    this.#peeking = undefined;
     this.#ready = undefined;
     try {
       this.#db?.close();

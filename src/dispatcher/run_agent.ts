@@ -67,7 +67,7 @@ export interface RunAgentOptions {
 }
 
 /** How often the dispatcher looks for ready packs while the enqueuer runs. */
-const POLL_MS = 100;
+const POLL_MS = 20;
 
 /** The pause before re-run number `n` (1-based). */
 export function retryPause(baseMs: number, n: number): number {
@@ -158,7 +158,8 @@ type Started = Promise<{ name: string; outcome: ChildOutcome }>;
 
 /**
  * Runs the on-demand program (the CCS dequeuer) of one attempt while `main` (the enqueuer)
- * runs: started when a pack of this job session is ready, and once more after the enqueuer
+ * runs: started when the enqueuer starts a full peek (it found a change) or a pack of this
+ * job session is ready, and once more after the enqueuer
  * ended if packs are still ready and it had not started or ended OK before the enqueuer did
  * (it may have sent an earlier attempt's packs before this enqueuer made its own). It
  * gets CNCOP_DQ_GRACE_MS=0: the dispatcher does the waiting for the enqueuer, so a
@@ -182,8 +183,15 @@ async function onDemand(
   const failed = () => done.some((d) => verdictOf(d.outcome) !== "OK");
   try {
     while (!mainEnded) {
-      if (done.length === 0 && !running && !o.cancel.cancelled && work.hasReady()) {
-        o.log.info(`${od.name}: packs are ready: starting it`);
+      const why = done.length > 0 || running || o.cancel.cancelled
+        ? undefined
+        : work.hasReady()
+        ? "packs are ready"
+        : work.peeking()
+        ? "the enqueuer found changes"
+        : undefined;
+      if (why) {
+        o.log.info(`${od.name}: ${why}: starting it`);
         running = start(od.name, od.launch, env);
         void running.then((r) => {
           done.push(r);

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
-import { chmodSync, mkdirSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  mkdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import {
   addCandidates,
   diffCounts,
@@ -9,10 +17,11 @@ import {
   planContent,
   planSmall,
   quickScan,
+  scanSource,
   smallDiff,
 } from "../../src/ccs/peek.ts";
 import { planPrune } from "../../src/ccs/prune.ts";
-import { native } from "../../src/native/mod.ts";
+import { native, type WalkEntry } from "../../src/native/mod.ts";
 import { byteOrderLess, openWorkDb } from "../../src/ccs/work_queue.ts";
 import { Catalog } from "../../src/network/catalog.ts";
 import { versionJson } from "../../src/network/routes.ts";
@@ -251,5 +260,98 @@ test("goneFiles() can stop at the collar; planPrune() counts the rest from the t
   const p = planPrune(first, health, { collar: 3, total: counts.deletes });
   assert.deepEqual([p.now.length, p.pending], [3, 7]);
   assert.equal(planPrune([], health, { skipDeletes: true, total: 10 }).pending, 10);
+  w.close();
+});
+
+test("scanSource() updates the saved listing range by range: only what changed is written", async () => {
+  const root = tempDir();
+  const lines: string[] = [];
+  const log = {
+    path: "",
+    debugPath: undefined,
+    info: (m: string) => lines.push(m),
+    warn: (m: string) => lines.push(m),
+    error: (m: string) => lines.push(m),
+    debug: () => {},
+    raw: () => {},
+    close: () => {},
+  };
+  const put = (p: string, body = p) => {
+    mkdirSync(join(root, p, ".."), { recursive: true });
+    writeFileSync(join(root, p), body);
+  };
+  // Names that sort differently by whole path than component by component.
+  for (const p of ["a", "a-b", "a.b", "a b", "ab/x", "a0", "é/ü.txt", "z/😀/f", "z/😀f"]) {
+    put(p.includes("/") || p === "a0" ? p : `${p}/f`);
+  }
+  for (let d = 0; d < 20; d++) for (let f = 0; f < 30; f++) put(`dir${d}/s/f${f}.txt`);
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  w.db.exec("CREATE TEMP TABLE writes (n INTEGER)");
+  w.db.exec("INSERT INTO temp.writes VALUES (0)");
+  w.db.exec(
+    `CREATE TEMP TRIGGER count_writes AFTER INSERT ON main.local_files
+     BEGIN UPDATE temp.writes SET n = n + 1; END`,
+  );
+  const writes = () => {
+    const n = (w.db.prepare("SELECT n FROM temp.writes").get() as { n: number }).n;
+    w.db.exec("UPDATE temp.writes SET n = 0");
+    return n;
+  };
+  const saved = () =>
+    (w.db.prepare(
+      "SELECT path, size, mtime_ns AS m, mode FROM local_files WHERE job = 1 ORDER BY path",
+    ).all() as { path: string; size: number; m: string; mode: number }[]).map((r) =>
+      `${r.path}:${r.size}:${r.m}:${r.mode.toString(8)}`
+    );
+  const truth = async () => {
+    const out: string[] = [];
+    for await (const b of native.walk(root, {})) {
+      for (const e of b) {
+        if (e.kind === "file") {
+          out.push(`${e.path}:${e.size}:${e.mtimeNs}:${(e.mode & 0o7777).toString(8)}`);
+        }
+      }
+    }
+    return out.sort((x, y) => (byteOrderLess(x, y) ? -1 : 1));
+  };
+  const scan = () => scanSource(w, 1, root, { batchSize: 64 }, log, true);
+  const other = { path: "other", size: 1, mtimeNs: "1", mode: 0o644, ino: "1", dev: "1" };
+  w.tx(() => w.putLocal(2, [other])); // another job's row stays
+  writes();
+
+  await scan();
+  assert.deepEqual(saved(), await truth());
+  assert.equal(writes(), 609, "the first scan writes every file");
+  await scan();
+  assert.equal(writes(), 0, "an unchanged tree writes nothing");
+
+  // A folder renamed, files deleted, added, grown, a chmod.
+  renameSync(join(root, "dir3"), join(root, "dir3-renamed"));
+  rmSync(join(root, "a.b"), { recursive: true });
+  rmSync(join(root, "dir7", "s", "f0.txt"));
+  put("dir9/s/new.txt");
+  put("dir1/s/f1.txt", "longer content");
+  chmodSync(join(root, "dir2", "s", "f2.txt"), 0o600);
+  await scan();
+  assert.deepEqual(saved(), await truth());
+  assert.equal(writes(), 30 + 1 + 1 + 1, "the renamed folder's files and three changed files");
+
+  // Names holding the key's own control bytes: out of the walk's order, written whole.
+  put("c\x01d/x");
+  put("c\x02/y");
+  put("c/z");
+  await scan();
+  assert.deepEqual(saved(), await truth());
+  assert.ok(writes() >= 3);
+  await scan();
+  assert.deepEqual(saved(), await truth());
+  assert.equal(w.localFile(1, "c\x01d/x")?.size, 5);
+  // A walk out of its order (here: batches reversed) is still saved exactly.
+  rmSync(join(root, "dir5"), { recursive: true });
+  const batches: WalkEntry[][] = [];
+  for await (const b of native.walk(root, { batchSize: 64 })) batches.push(b);
+  await scanSource(w, 1, root, {}, log, true, batches.reverse());
+  assert.deepEqual(saved(), await truth());
+  assert.equal(w.localCount(2), 1);
   w.close();
 });

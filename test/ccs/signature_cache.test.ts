@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { pruneSignatures, sigDir, sigPath } from "../../src/ccs/signature_cache.ts";
+import {
+  pruneSignatures,
+  pruneSignaturesDaily,
+  sigDir,
+  sigPath,
+} from "../../src/ccs/signature_cache.ts";
 import { openWorkDb } from "../../src/ccs/work_queue.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
@@ -66,6 +71,25 @@ test("pruneSignatures without a cache directory does nothing", () => {
   const w = openWorkDb(join(work, "work.db"));
   try {
     assert.deepEqual(pruneSignatures(work, w.db), { kept: 0, removed: 0, bytes: 0 });
+  } finally {
+    w.close();
+  }
+});
+
+test("pruneSignaturesDaily() prunes once a day", () => {
+  const work = tempDir();
+  const w = openWorkDb(join(work, "work.db"));
+  try {
+    const day = 86400_000;
+    const t0 = Date.now();
+    assert.ok(pruneSignaturesDaily(work, w.db, { now: t0 }), "first time: due");
+    mkdirSync(sigDir(work), { recursive: true });
+    writeFileSync(sigPath(work, "ab".repeat(32)), "sig");
+    assert.equal(pruneSignaturesDaily(work, w.db, { now: t0 + day - 1000 }), undefined);
+    assert.ok(existsSync(sigPath(work, "ab".repeat(32))), "kept until the day is over");
+    assert.equal(pruneSignaturesDaily(work, w.db, { now: t0 + day + 1000 })?.removed, 1);
+    assert.ok(pruneSignaturesDaily(work, w.db, { now: t0 - day }), "a clock set back");
+    assert.ok(pruneSignaturesDaily(work, w.db, { now: t0 - day + 1000, force: true }), "forced");
   } finally {
     w.close();
   }

@@ -89,3 +89,26 @@ test("claim() hands out whole packs, oldest first, and stops adding packs at max
   assert.deepEqual(w.claim(4, 111, 10), []);
   w.close();
 });
+
+test("cachedHashes(): by path first, else by device + inode, only at the same size and mtime", () => {
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  const put = (path: string, ino: string, hash: string) =>
+    w.putCached(1, { path, size: 5, mtimeNs: "7", ino, dev: "1", hash, version: 1 });
+  put("a", "10", "ha");
+  put("old/b", "11", "hb");
+  put("c", "12", "hc");
+  w.putCached(2, { path: "d", size: 5, mtimeNs: "7", ino: "13", dev: "1", hash: "hd", version: 1 });
+  const f = (path: string, ino: string, size = 5) => ({ path, size, mtimeNs: "7", ino, dev: "1" });
+  const got = w.cachedHashes(1, [
+    f("a", "99"), // same path
+    f("new/b", "11"), // renamed: same inode
+    f("c", "12", 6), // grown: neither
+    f("e", "13"), // another job's inode
+  ]);
+  assert.deepEqual([...got].sort(), [
+    ["a", { hash: "ha", inode: false }],
+    ["new/b", { hash: "hb", inode: true }],
+  ]);
+  assert.equal(w.cachedHashes(1, []).size, 0);
+  w.close();
+});

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { openWorkDb } from "../../src/ccs/work_queue.ts";
 import { logBaseName } from "../../src/core/log.ts";
 import {
   addJob,
@@ -175,6 +176,21 @@ test("cncopagent starts the CCS dequeuer once a pack is ready, while the enqueue
   const jobArgs = (r: typeof nq) => (r!.args as string[]).filter((a) => !own.includes(a));
   assert.deepEqual(jobArgs(dq), jobArgs(nq));
   assert.match(run.log, /backupagentdq: packs are ready: starting it/);
+  assert.equal(reports(h, "JF")[0]!.result, "OK");
+});
+
+test("cncopagent starts the CCS dequeuer as soon as the enqueuer peeks in full, before any pack", async () => {
+  const h = testHome();
+  addJob(h, { title: "Cloud", type: "CCS" });
+  // The enqueuer found a change and waits for the dequeuer before it makes any pack. The
+  // work.db exists already, so the dispatcher's look never fails open ("packs are ready").
+  openWorkDb(join(h.paths.work, "work.db")).close();
+  installAgentWithArgs(h, "backupagentnq", ["--peeking", "--peer", "backupagentdq"]);
+  installAgentWithArgs(h, "backupagentdq", []);
+  const run = await cncopagent(h, ["Cloud"]);
+  assert.equal(run.status, 0, run.log);
+  assert.deepEqual(agentStarts(h).map((r) => r.name), ["backupagentnq", "backupagentdq"]);
+  assert.match(run.log, /backupagentdq: the enqueuer found changes: starting it/);
   assert.equal(reports(h, "JF")[0]!.result, "OK");
 });
 
