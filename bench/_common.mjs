@@ -22,13 +22,27 @@ export const node = process.execPath;
 export const run = [...NODE_FLAGS, path.join(repo, "src", "cli", "main.ts")];
 
 /**
- * Starts `cncopd serve` on a free loopback port with data in `data`, and points the home's
- * cncop3.ini at it with `token`. Resolves to the server process.
+ * How the benchmarks run cncop: `[command, ...leading args]`. The single executable the
+ * release ships (built into `dir` by scripts/build_sea.mjs, about 10 s), unless `--sources`
+ * is given: then Node on the sources, which adds the TypeScript loader's start-up (about
+ * 100 ms a process) and memory (about 40 MB).
  */
-export async function startCncopd(data, home, token) {
+export async function cncopCommand(dir) {
+  if (args.includes("--sources")) return [node, ...run];
+  const { buildSea } = await import("../scripts/build_sea.mjs");
+  console.log("building the executable (scripts/build_sea.mjs) ...");
+  return [(await buildSea({ out: dir })).exe];
+}
+
+/**
+ * Starts `cncopd serve` on a free loopback port with data in `data`, and points the home's
+ * cncop3.ini at it with `token`. Resolves to the server process. `cmd` is how to run cncop
+ * (see {@link cncopCommand}).
+ */
+export async function startCncopd(data, home, token, cmd = [node, ...run]) {
   const server = spawn(
-    node,
-    [...run, "cncopd", "serve", "--listen", "127.0.0.1:0", "--data", data],
+    cmd[0],
+    [...cmd.slice(1), "cncopd", "serve", "--listen", "127.0.0.1:0", "--data", data],
     {
       stdio: ["ignore", "pipe", "inherit"],
     },

@@ -4,13 +4,15 @@
 // (against `rclone sync --track-renames`, which verifies by hash). Never part of the tests.
 // Needs: apt-get install linux-source-6.1 restic rclone (and GNU time at /usr/bin/time).
 //
-//   node_modules/.bin/node bench/ccs.mjs [--write] [--dir DIR] [--keep] [--million]
+//   node_modules/.bin/node bench/ccs.mjs [--write] [--dir DIR] [--keep] [--million] [--sources]
 //
 // --write replaces the "## CCS agent" section of bench/RESULTS.md with this run's table.
 // --million also runs bench/ccs_million.mjs (peak memory of a 1M-file peek, a few minutes).
+// cncop runs as the single executable the release ships (built first, about 10 s), or from
+// the sources with --sources.
 // The load average is sampled before each timed step; the table gives the range.
 import { $, fs, os, path } from "zx";
-import { arg, args, node, repo, run, startCncopd } from "./_common.mjs";
+import { arg, args, cncopCommand, node, repo, startCncopd } from "./_common.mjs";
 import { writeResultsSection } from "./_results.mjs";
 
 const WRITE = args.includes("--write");
@@ -64,12 +66,21 @@ async function timed(cmd, cmdArgs, env = {}) {
 const home = path.join(work, "home");
 const data = path.join(work, "cncopd");
 const env = { CNCOP_HOME: home };
-const cncop = (a) => $({ env: { ...process.env, ...env } })`${node} ${run} ${a}`;
+const [exe, ...lead] = await cncopCommand(path.join(work, "sea"));
+const cncop = (a) => $({ env: { ...process.env, ...env } })`${exe} ${lead} ${a}`;
 await cncop(["init", home]);
 const token = (await cncop(["cncopd", "device", "add", "bench", "--data", data])).stdout.trim();
-const server = await startCncopd(data, home, token);
+const server = await startCncopd(data, home, token, [exe, ...lead]);
 await cncop(["cncopjobs", "add", "--title", "linux", "--type", "ccs", "--source", tree]);
-const agent = (extra = []) => timed(node, [...run, "cncopagent", ...extra, "linux"], env);
+const program = (name, extra = []) => timed(exe, [...lead, name, ...extra, "linux"], env);
+const agent = (extra = []) => program("cncopagent", extra);
+/** Pack bytes the dequeuer's last run sent (its log's job line). */
+const sentBytes = async () => {
+  const logs = (await fs.readdir(path.join(home, "Logs"))).filter((f) => f.startsWith("DQ-"));
+  const text = await fs.readFile(path.join(home, "Logs", logs.sort().at(-1)), "utf8");
+  const m = [...text.matchAll(/applied, (\d+) bytes sent/g)].at(-1);
+  return m ? Number(m[1]) : NaN;
+};
 const packBytes = async () => {
   let n = 0;
   for (const f of await fs.readdir(path.join(home, "Spool", "Work"))) {
@@ -89,7 +100,7 @@ try {
   const cInit = await agent();
   console.log("cncop: no-change run ...");
   const cSame = await agent();
-  const nqSame = await timed(node, [...run, "backupagentnq", "linux"], env);
+  const nqSame = await program("backupagentnq");
 
   // ---- restic to a local repository
   const rEnv = { RESTIC_PASSWORD: "bench", RESTIC_REPOSITORY: path.join(work, "restic") };
@@ -107,14 +118,21 @@ try {
   const netFiles = Number(
     (await $`find ${path.join(tree, "drivers", "net-2026")} -type f | wc -l`).stdout.trim(),
   );
-  console.log("cncop: rename of drivers/net ...");
-  const nq = await timed(node, [...run, "backupagentnq", "linux"], env);
-  const renameBytes = await packBytes();
-  const dq = await timed(node, [...run, "backupagentdq", "linux"], env);
-  const cRename = nq.secs + dq.secs;
-  console.log(`rename: nq ${s(nq.secs)}, dq ${s(dq.secs)}`);
+  console.log("cncop: rename of drivers/net (cncopagent) ...");
+  const cRenameRun = await agent();
+  const cRename = cRenameRun.secs;
+  const renameBytes = await sentBytes();
   console.log("rclone: sync --track-renames ...");
   const rcRename = await timed("rclone", ["sync", "-q", "--track-renames", tree, dst]);
+  // And back, by hand: the enqueuer, then the dequeuer (the pack is measured between them).
+  await fs.rename(path.join(tree, "drivers", "net-2026"), path.join(tree, "drivers", "net"));
+  console.log("cncop: rename back (backupagentnq, then backupagentdq) ...");
+  const nq = await program("backupagentnq");
+  const backBytes = await packBytes();
+  const dq = await program("backupagentdq");
+  const cBack = nq.secs + dq.secs;
+  console.log(`rename back: nq ${s(nq.secs)}, dq ${s(dq.secs)}, ${backBytes} pack bytes`);
+  const rcBack = await timed("rclone", ["sync", "-q", "--track-renames", tree, dst]);
 
   const ratio = (a, b) => `${(a / b).toFixed(2)}x`;
   row(
@@ -142,7 +160,7 @@ try {
     nqSame.secs <= 0.2 * rSame.secs ? "met" : "missed",
   );
   row(
-    `rename drivers/net (${netFiles} files)`,
+    `rename drivers/net (${netFiles} files), cncopagent`,
     s(cRename),
     `rclone --track-renames ${s(rcRename.secs)}`,
     ratio(cRename, rcRename.secs),
@@ -150,14 +168,22 @@ try {
     cRename <= 0.5 * rcRename.secs ? "met" : "missed",
   );
   row(
-    "pack data sent for the rename",
-    `${renameBytes} bytes`,
+    "rename back, backupagentnq + backupagentdq by hand",
+    `${s(cBack)} (${s(nq.secs)} + ${s(dq.secs)})`,
+    `rclone --track-renames ${s(rcBack.secs)}`,
+    ratio(cBack, rcBack.secs),
+    "<= 0.5x",
+    cBack <= 0.5 * rcBack.secs ? "met" : "missed",
+  );
+  row(
+    "pack data sent for the rename; for the rename back",
+    `${renameBytes} bytes; ${backBytes} bytes`,
     "",
     "",
     "<= 1 KB",
-    renameBytes <= 1024 ? "met" : "missed",
+    Math.max(renameBytes, backBytes) <= 1024 ? "met" : "missed",
   );
-  const peak = Math.max(cInit.rssMb, cSame.rssMb, nq.rssMb, dq.rssMb);
+  const peak = Math.max(cInit.rssMb, cSame.rssMb, cRenameRun.rssMb, nq.rssMb, dq.rssMb);
   row(
     `peak RSS of any cncop agent, ${files} files`,
     `${peak.toFixed(0)} MB`,
@@ -197,8 +223,10 @@ const table = [
   "## CCS agent",
   "",
   `Machine: ${machine}. Produced by \`node bench/ccs.mjs --write\` (one run each; cncop`,
-  "through `cncopagent` against a local `cncopd` on loopback, restic to a local repository,",
-  "rclone to a local directory).",
+  `as ${
+    exe === node ? "Node on the sources (--sources)" : "the single executable"
+  } through \`cncopagent\` against a local \`cncopd\` on loopback, restic to a local`,
+  "repository, rclone to a local directory).",
   "",
   "| measure | cncop | peer | ratio | target | |",
   "| --- | --- | --- | --- | --- | --- |",

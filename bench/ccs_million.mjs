@@ -7,12 +7,13 @@
 // 1M-entry listing and finds nothing changed). Peak RSS of backupagentnq comes
 // from GNU time (%M), cncopd's from /proc (VmHWM). Never part of the tests.
 //
-//   node_modules/.bin/node bench/ccs_million.mjs [--dir DIR] [--files N] [--keep]
+//   node_modules/.bin/node bench/ccs_million.mjs [--dir DIR] [--files N] [--keep] [--sources]
 //
+// cncop runs as the single executable (built first), or from the sources with --sources.
 // The tree is kept in DIR/tree between runs (it takes a minute or two to create).
 import { readFileSync } from "node:fs";
 import { $, fs, os, path } from "zx";
-import { arg, args, node, run, startCncopd } from "./_common.mjs";
+import { arg, args, cncopCommand, startCncopd } from "./_common.mjs";
 const work = arg("--dir", path.join(os.tmpdir(), "cncop-bench-million"));
 const want = Number(arg("--files", "1000000"));
 if ((await $`command -v /usr/bin/time`.nothrow()).exitCode !== 0) {
@@ -54,12 +55,13 @@ for (const d of ["home", "cncopd"]) {
 const home = path.join(work, "home");
 const data = path.join(work, "cncopd");
 const env = { ...process.env, CNCOP_HOME: home };
-const cncop = (a) => $({ env })`${node} ${run} ${a}`;
+const [exe, ...lead] = await cncopCommand(path.join(work, "sea"));
+const cncop = (a) => $({ env })`${exe} ${lead} ${a}`;
 await cncop(["init", home]);
 const token = (await cncop(["cncopd", "device", "add", "bench", "--data", data])).stdout.trim();
 await cncop(["cncopjobs", "add", "--title", "million", "--type", "ccs", "--source", tree]);
 
-const startServer = () => startCncopd(data, home, token);
+const startServer = () => startCncopd(data, home, token, [exe, ...lead]);
 const hwmMb = (pid) => {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : NaN;
@@ -71,7 +73,7 @@ async function dryRun() {
   const r = await $({
     env,
     nothrow: true,
-  })`/usr/bin/time -f ${"%M"} ${node} ${run} backupagentnq -n million`;
+  })`/usr/bin/time -f ${"%M"} ${exe} ${lead} backupagentnq -n million`;
   const secs = (Date.now() - t) / 1000;
   if (r.exitCode !== 0) throw new Error(`backupagentnq -n failed: ${r.stderr}`);
   const lines = r.stderr.trim().split("\n");
@@ -102,7 +104,7 @@ try {
   const full = await $({
     env,
     nothrow: true,
-  })`/usr/bin/time -f ${"%M"} ${node} ${run} cncopagent million`;
+  })`/usr/bin/time -f ${"%M"} ${exe} ${lead} cncopagent million`;
   const fullSecs = (Date.now() - t) / 1000;
   if (full.exitCode !== 0) throw new Error(`cncopagent failed: ${full.stderr}`);
   const fullLines = full.stderr.trim().split("\n");

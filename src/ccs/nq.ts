@@ -420,7 +420,11 @@ async function enqueueJob(
     log.info(`PEEK: --skippeekcloud: using the saved cloud peek (${cloudCount} files)`);
   }
   const tPeeked = Date.now();
-  const small = smallDiff(work, job.id);
+  // The walk counted the source listing's files, unless the saved one was used.
+  const small = smallDiff(work, job.id, {
+    local: o.skipPeekSource ? undefined : scan.files,
+    cloud: cloudCount,
+  });
   const counts = small?.counts ?? diffCounts(work, job.id);
   // Move promotion needs every gone file, but only when some local file is new; otherwise
   // only the deletes this run may send are loaded (a million deleted files stay in SQL).

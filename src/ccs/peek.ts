@@ -10,6 +10,7 @@
  */
 import { closeSync, openSync, statSync, writeSync } from "node:fs";
 import type { Job } from "../core/jobs_db.ts";
+import { releaseMemory } from "../core/memory.ts";
 import type { Logger } from "../core/log.ts";
 import { native, type WalkEntry, type WalkOptions } from "../native/mod.ts";
 import type { RemoteFile } from "../network/client.ts";
@@ -19,7 +20,6 @@ import {
   type LocalFile,
   type NewItem,
   walkKey,
-  walkKeySql,
   type WorkDb,
 } from "./work_queue.ts";
 
@@ -105,6 +105,12 @@ export class ModeDigest {
   }
 }
 
+/**
+ * Walk batches between two releases of memory (src/core/memory.ts): a walk of a million
+ * files leaves the garbage of 250 batches of 4,096 entries.
+ */
+const RELEASE_BATCHES = 64;
+
 /** Walk entries a quick scan keeps for the peek that follows (about 40 MB at most). */
 export const RETAIN_ENTRIES = 131_072;
 
@@ -151,8 +157,10 @@ export async function quickScan(
   };
   if (stop()) return { ...s, stopped: true, walk: rest([], true) };
   const modes = new ModeDigest();
+  let batches = 0;
   for (let r = await walk.next(); !r.done; r = await walk.next()) {
     const batch = r.value;
+    if (++batches % RELEASE_BATCHES === 0) releaseMemory(native);
     if (kept) {
       kept.push(batch);
       keptEntries += batch.length;
@@ -222,7 +230,9 @@ export async function scanSource(
   const dropAfter = work.stmt("DELETE FROM local_files WHERE job = ? AND wkey > ?");
   let after = ""; // every saved row up to this key matches the walk
   let ordered = true;
+  let batches = 0;
   for await (const batch of walk) {
+    if (++batches % RELEASE_BATCHES === 0) releaseMemory(native);
     const files: { e: WalkEntry; key: string }[] = [];
     for (const e of batch) {
       if (scanEntry(e)) files.push({ e, key: walkKey(e.path) });
@@ -399,11 +409,20 @@ export interface SmallDiff {
 
 /**
  * The local files that are new or changed, in one pass over the source listing, when there
- * are at most `limit`: the run then plans them from memory instead of passing over the
+ * are at most `limit` (`known`: the listings' sizes, when the caller has them): the run then plans them from memory instead of passing over the
  * listings again for counts, move candidates and each queue. Undefined when there are more
  * (a first backup): the SQL-to-SQL path ({@link diffCounts}, {@link planContent}) is used.
  */
-export function smallDiff(work: WorkDb, job: number, limit = SMALL_DIFF): SmallDiff | undefined {
+export function smallDiff(
+  work: WorkDb,
+  job: number,
+  known: { local?: number; cloud?: number } = {},
+  limit = SMALL_DIFF,
+): SmallDiff | undefined {
+  const total = known.local ?? work.localCount(job);
+  const cloud = known.cloud ?? work.cloudCount(job);
+  // More files on one side than the limit: more differences too (a first backup).
+  if (Math.abs(total - cloud) > limit) return undefined;
   const rows = work.stmt(
     `SELECT l.path, l.size, l.mtime_ns AS mtimeNs, l.mode, l.ino, l.dev,
             c.version AS baseVersion, c.hash AS baseHash
@@ -424,14 +443,13 @@ export function smallDiff(work: WorkDb, job: number, limit = SMALL_DIFF): SmallD
       adds.push(add);
     } else changed.push(r as ChangedRow);
   }
-  const total = work.localCount(job);
   return {
     adds,
     changed,
     counts: {
       adds: adds.length,
       changed: changed.length,
-      deletes: work.cloudCount(job) - (total - adds.length),
+      deletes: cloud - (total - adds.length),
       unchanged: total - rows.length,
     },
   };
@@ -484,7 +502,7 @@ export function goneFiles(work: WorkDb, job: number, limit = -1): CloudFile[] {
     `SELECT c.path, c.size, c.mtime_ns AS mtimeNs, c.mode, c.hash, c.version
      FROM cloud_files c
      WHERE c.job = ? AND NOT EXISTS (SELECT 1 FROM local_files l
-       WHERE l.job = c.job AND l.wkey = ${walkKeySql("c.path")})
+       WHERE l.job = c.job AND l.wkey = c.wkey)
      ORDER BY c.path LIMIT ?`,
   ).all(job, limit) as unknown as CloudFile[];
 }

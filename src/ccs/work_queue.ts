@@ -122,6 +122,18 @@ const LOCAL_FILES = `CREATE TABLE local_files (
      PRIMARY KEY (job, wkey)
    ) WITHOUT ROWID`;
 
+/**
+ * The saved cloud listing, in the network's (path) order; `wkey` is the path's walk key
+ * ({@link walkKey}), computed by SQLite, to find local files by it without computing it for
+ * every row of every peek.
+ */
+const CLOUD_FILES = `CREATE TABLE cloud_files (
+     job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns TEXT NOT NULL,
+     mode INTEGER NOT NULL, hash TEXT NOT NULL, version INTEGER NOT NULL,
+     wkey TEXT GENERATED ALWAYS AS (${walkKeySql("path")}) STORED,
+     PRIMARY KEY (job, path)
+   ) WITHOUT ROWID`;
+
 const schema = [
   `CREATE TABLE items (
      id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -155,11 +167,7 @@ const schema = [
      PRIMARY KEY (job, path)
    ) WITHOUT ROWID`,
   `CREATE INDEX file_cache_ino ON file_cache (job, dev, ino)`,
-  `CREATE TABLE cloud_files (
-     job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns TEXT NOT NULL,
-     mode INTEGER NOT NULL, hash TEXT NOT NULL, version INTEGER NOT NULL,
-     PRIMARY KEY (job, path)
-   ) WITHOUT ROWID`,
+  CLOUD_FILES,
   LOCAL_FILES,
   `CREATE TABLE job_state (
      job INTEGER PRIMARY KEY, newest_ns TEXT NOT NULL, entries INTEGER NOT NULL,
@@ -875,6 +883,28 @@ export function byteOrderLess(a: string, b: string): boolean {
   return a.length < b.length;
 }
 
+/** Drops and creates `table` again when it lacks the `wkey` column (then runs `after`). */
+function remake(db: DatabaseSync, table: string, create: string, after?: string): void {
+  // table_xinfo: generated columns are hidden from table_info.
+  const has = () =>
+    (db.prepare(`PRAGMA table_xinfo(${table})`).all() as { name: string }[]).some((c) =>
+      c.name === "wkey"
+    );
+  if (has()) return;
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    if (!has()) {
+      db.exec(`DROP TABLE ${table}`);
+      db.exec(create);
+      if (after) db.exec(after);
+    }
+    db.exec("COMMIT");
+  } catch (err) {
+    db.exec("ROLLBACK");
+    throw err;
+  }
+}
+
 /** Adds a column a work.db of an earlier version lacks (a no-op when it has it). */
 function addColumn(db: DatabaseSync, table: string, column: string, type: string): void {
   const has = () =>
@@ -925,22 +955,10 @@ export function openWorkDb(path: string): WorkDb {
   // Outside the versioned schema: an index added later, harmless to ask for every time.
   db.exec("CREATE INDEX IF NOT EXISTS items_pack ON items (job, pack)");
   addColumn(db, "job_state", "modes", "TEXT NOT NULL DEFAULT ''");
-  // local_files keyed by path (before the walk key): a listing to walk again, not to keep.
-  const cols = db.prepare("PRAGMA table_info(local_files)").all() as { name: string }[];
-  if (!cols.some((c) => c.name === "wkey")) {
-    db.exec("BEGIN IMMEDIATE");
-    try {
-      const again = db.prepare("PRAGMA table_info(local_files)").all() as { name: string }[];
-      if (!again.some((c) => c.name === "wkey")) {
-        db.exec("DROP TABLE local_files");
-        db.exec(LOCAL_FILES);
-      }
-      db.exec("COMMIT");
-    } catch (err) {
-      db.exec("ROLLBACK");
-      throw err;
-    }
-  }
+  // Listings of a work.db from before walk keys: made again (the next peek walks and lists
+  // in full; the skip state holds until something changed).
+  remake(db, "local_files", LOCAL_FILES);
+  remake(db, "cloud_files", CLOUD_FILES, "UPDATE job_state SET cloud_saved = 0, cloud_tag = NULL");
   addColumn(db, "job_state", "cloud_tag", "TEXT");
   addColumn(db, "runs", "peeking", "INTEGER NOT NULL DEFAULT 0");
   return new WorkDb(db, path);

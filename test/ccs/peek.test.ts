@@ -109,8 +109,9 @@ test("smallDiff() + planSmall() plan exactly what the SQL path plans, and give w
   const small = smallDiff(w, 1)!;
   assert.deepEqual(small.counts, diffCounts(w, 1));
   assert.deepEqual(small.adds.map((a) => a.path), ["new-a", "new-b"]);
-  assert.equal(smallDiff(w, 1, 4), undefined, "5 differences, limit 4");
-  assert.ok(smallDiff(w, 1, 5));
+  assert.equal(smallDiff(w, 1, {}, 4), undefined, "5 differences, limit 4");
+  assert.ok(smallDiff(w, 1, {}, 5));
+  assert.deepEqual(smallDiff(w, 1, { local: 6, cloud: 5 })?.counts, small.counts);
   const plan = (f: () => unknown) => {
     w.db.exec("BEGIN");
     f();

@@ -112,3 +112,53 @@ test("cachedHashes(): by path first, else by device + inode, only at the same si
   assert.equal(w.cachedHashes(1, []).size, 0);
   w.close();
 });
+
+test("a work.db with listings from before walk keys gets them made again, and lists in full next", async () => {
+  const path = join(tempDir(), "work.db");
+  const w = openWorkDb(path);
+  w.db.exec("DROP TABLE local_files");
+  w.db.exec("DROP TABLE cloud_files");
+  w.db.exec(
+    `CREATE TABLE local_files (job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+       mtime_ns TEXT NOT NULL, mode INTEGER NOT NULL, ino TEXT NOT NULL, dev TEXT NOT NULL,
+       PRIMARY KEY (job, path)) WITHOUT ROWID`,
+  );
+  w.db.exec(
+    `CREATE TABLE cloud_files (job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+       mtime_ns TEXT NOT NULL, mode INTEGER NOT NULL, hash TEXT NOT NULL,
+       version INTEGER NOT NULL, PRIMARY KEY (job, path)) WITHOUT ROWID`,
+  );
+  w.db.exec("INSERT INTO cloud_files VALUES (1, 'a/b', 1, '1', 420, 'h', 7)");
+  async function* one() {
+    yield [{ path: "a/b", size: 1, mtimeNs: "1", mode: 0o644, hash: "h", version: 7 }];
+  }
+  w.close();
+  const again = openWorkDb(path);
+  await again.saveCloud(1, one()); // writes through the new table (wkey generated)
+  again.setCloudTag(1, "t");
+  again.tx(() =>
+    again.putLocal(1, [{ path: "x/y", size: 2, mtimeNs: "3", mode: 0o644, ino: "4", dev: "5" }])
+  );
+  assert.equal(again.localFile(1, "x/y")?.size, 2, "local_files has its walk key");
+  assert.equal(again.cloudTag(1), "t");
+  assert.equal(
+    (again.db.prepare("SELECT wkey FROM cloud_files WHERE path = 'a/b'").get() as { wkey: string })
+      .wkey,
+    "a\x01b",
+  );
+  again.close();
+  // An old work.db with a saved listing: the listing is made again.
+  const old = openWorkDb(path);
+  old.db.exec("DROP TABLE cloud_files");
+  old.db.exec(
+    `CREATE TABLE cloud_files (job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+       mtime_ns TEXT NOT NULL, mode INTEGER NOT NULL, hash TEXT NOT NULL,
+       version INTEGER NOT NULL, PRIMARY KEY (job, path)) WITHOUT ROWID`,
+  );
+  old.close();
+  const w3 = openWorkDb(path);
+  assert.equal(w3.hasSavedCloud(1), false, "the saved listing is not trusted any more");
+  assert.equal(w3.cloudTag(1), undefined);
+  assert.equal(w3.cloudCount(1), 0);
+  w3.close();
+});
