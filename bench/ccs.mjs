@@ -189,8 +189,8 @@ try {
     `${peak.toFixed(0)} MB`,
     `restic ${rInit.rssMb.toFixed(0)} MB`,
     "",
-    "<= 200 MB (1M files)",
-    peak <= 200 ? "met" : "missed",
+    "(the target is for 1M files)",
+    "info",
   );
   if (args.includes("--million")) {
     console.log("1M files: bench/ccs_million.mjs ...");

@@ -871,6 +871,8 @@ async function* regroup<T>(batches: AsyncIterable<T[]>, min: number): AsyncItera
  * (a code point above U+FFFF) sorts after U+E000..U+FFFF.
  */
 export function byteOrderLess(a: string, b: string): boolean {
+  // Below U+D800, UTF-16 order is UTF-8 byte order: the engine's comparison decides.
+  if (!WIDE.test(a) && !WIDE.test(b)) return a < b;
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
     let x = a.charCodeAt(i);
@@ -921,6 +923,9 @@ function addColumn(db: DatabaseSync, table: string, column: string, type: string
     throw err;
   }
 }
+
+/** A UTF-16 code unit whose order may differ from its UTF-8 bytes' (surrogates, U+E000+). */
+const WIDE = /[\ud800-\uffff]/;
 
 /**
  * Opens (creating if needed) the work database at `path`.

@@ -222,6 +222,19 @@ test("saveCloud() keeps unchanged rows, updates changed ones, drops unlisted one
   assert.equal(w.hasSavedCloud(1), false, "an interrupted listing is not reused");
   assert.equal(byteOrderLess("a/b", "a.b"), false, "byte order: '.' < '/'");
   assert.equal(byteOrderLess("\uffff", "\u{10000}"), true, "U+FFFF before U+10000 in UTF-8");
+  // Against UTF-8 bytes, on strings from a small alphabet (so prefixes are shared).
+  const alphabet = ["a", "b", "/", ".", "\x01", "é", "\ue000", "\uffff", "\u{10000}", "😀"];
+  let seed = 7;
+  const pick = () => alphabet[(seed = (seed * 1103515245 + 12345) % 2147483648) % alphabet.length]!;
+  const word = () => Array.from({ length: 1 + (seed % 5) }, pick).join("");
+  for (let i = 0; i < 3000; i++) {
+    const [x, y] = [word(), word()];
+    assert.equal(
+      byteOrderLess(x, y),
+      Buffer.compare(Buffer.from(x), Buffer.from(y)) < 0,
+      `${x} ${y}`,
+    );
+  }
   w.close();
 });
 
