@@ -111,10 +111,10 @@ function foldFolderMove(work: WorkDb, job: number, e: Entry): boolean {
   work.db.exec("DELETE FROM temp.fold_move");
   work.stmt(
     `INSERT INTO temp.fold_move (path, size, mtime_ns, mode, hash, version)
-     SELECT ? || substr(path, ?), size, mtime_ns, mode, hash,
+     SELECT ? || substr(path, length(?) + 1), size, mtime_ns, mode, hash,
        ? + row_number() OVER (ORDER BY path) - 1
      FROM cloud_files WHERE job = ? AND path >= ? AND path < ?`,
-  ).run(e.newPath!, e.path.length + 1, e.versions[0], job, lo, hi);
+  ).run(e.newPath!, e.path, e.versions[0], job, lo, hi); // length() counts characters, as substr
   work.stmt("DELETE FROM cloud_files WHERE job = ? AND path >= ? AND path < ?").run(job, lo, hi);
   work.stmt(
     `INSERT OR REPLACE INTO cloud_files (job, path, size, mtime_ns, mode, hash, version)

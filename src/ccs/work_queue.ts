@@ -608,9 +608,9 @@ export class WorkDb {
     const [lo, hi] = underBounds(from);
     this.stmt(
       `INSERT OR REPLACE INTO file_cache (job, path, size, mtime_ns, ino, dev, hash, version)
-       SELECT job, ? || substr(path, ?), size, mtime_ns, ino, dev, hash, version
+       SELECT job, ? || substr(path, length(?) + 1), size, mtime_ns, ino, dev, hash, version
        FROM file_cache WHERE job = ? AND path >= ? AND path < ?`,
-    ).run(to, from.length + 1, job, lo, hi);
+    ).run(to, from, job, lo, hi); // length() counts characters, as substr (JS: UTF-16 units)
     this.stmt("DELETE FROM file_cache WHERE job = ? AND path >= ? AND path < ?").run(job, lo, hi);
   }
 

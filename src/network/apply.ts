@@ -176,7 +176,7 @@ async function commit(
       ...entries[0]!,
       changed: entries.reduce((n, e) => n + e.changed, 0),
       entries,
-      listing: catalog.nextGeneration(job.id),
+      listing: catalog.renewListingTag(job.id),
     };
     catalog.recordPack(job.id, sha, JSON.stringify(r));
     return r;

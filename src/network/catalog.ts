@@ -6,8 +6,8 @@
  * A version is a state of a path valid from `created_at` until `ended_at` (null: current).
  * The tree at time T is every row with `created_at <= T < ended_at`.
  *
- * Each job has a generation, raised by every applied pack: with the catalog's instance id it
- * makes the listing's tag, so a client that kept the listing (and folded its own packs into
+ * Each job has a listing tag, a random token every applied pack renews (a catalog restored
+ * from a copy or made again never repeats a tag a client holds). It so a client that kept the listing (and folded its own packs into
  * it) can ask whether anything else changed instead of reading the whole listing again.
  *
  * @module
@@ -153,8 +153,9 @@ function treeWhere(
   }
   if (options.prefix) {
     const p = options.prefix.replace(/\/+$/, "");
-    where += " AND (path = ? OR substr(path, 1, ?) = ?)";
-    params.push(p, p.length + 1, p + "/");
+    // length() in SQL: SQLite counts characters where JS counts UTF-16 units.
+    where += " AND (path = ? OR substr(path, 1, length(?)) = ?)";
+    params.push(p, p + "/", p + "/");
   }
   return { where, params };
 }
@@ -172,10 +173,16 @@ export class Catalog {
     // No index by hash: each new version paid a random insert into it (most of a folder
     // move's commit), for the one reader that needs it, prune, which now scans instead.
     this.db.exec("DROP INDEX IF EXISTS versions_hash");
-    // Catalogs made before generations existed get the column.
-    const cols = this.db.prepare("PRAGMA table_info(jobs)").all() as { name: string }[];
-    if (!cols.some((c) => c.name === "generation")) {
-      this.db.exec("ALTER TABLE jobs ADD COLUMN generation INTEGER NOT NULL DEFAULT 0");
+    // Catalogs made before listing tags get the column (checked again under the write lock:
+    // two processes may open an old catalog at once).
+    const hasTag = () =>
+      (this.db.prepare("PRAGMA table_info(jobs)").all() as { name: string }[]).some((c) =>
+        c.name === "listing_tag"
+      );
+    if (!hasTag()) {
+      transaction(this.db, () => {
+        if (!hasTag()) this.db.exec("ALTER TABLE jobs ADD COLUMN listing_tag TEXT");
+      });
     }
     // A catalog made again from nothing must not answer a tag of the old one.
     this.db.prepare("INSERT OR IGNORE INTO catalog_meta (key, value) VALUES ('instance', ?)")
@@ -284,17 +291,19 @@ export class Catalog {
    * full listing next time).
    */
   listingTag(jobId: number): string {
-    const r = this.#get<{ generation: number }>(
-      "SELECT generation FROM jobs WHERE id = ?",
+    const r = this.#get<{ listing_tag: string | null }>(
+      "SELECT listing_tag FROM jobs WHERE id = ?",
       jobId,
     );
-    return `${this.#instance}.${jobId}.${r?.generation ?? 0}`;
+    // A job no pack changed yet (or from before tags): the catalog's own, per job.
+    return r?.listing_tag ?? `${this.#instance}.${jobId}`;
   }
-  /** Inside a pack's transaction: raises the job's generation; the tags before and after. */
-  nextGeneration(jobId: number): { before: string; after: string } {
+  /** Inside a pack's transaction: renews the job's listing tag; the tags before and after. */
+  renewListingTag(jobId: number): { before: string; after: string } {
     const before = this.listingTag(jobId);
-    this.#run("UPDATE jobs SET generation = generation + 1 WHERE id = ?", jobId);
-    return { before, after: this.listingTag(jobId) };
+    const after = randomUUID();
+    this.#run("UPDATE jobs SET listing_tag = ? WHERE id = ?", after, jobId);
+    return { before, after };
   }
 
   // --- versions ---
@@ -408,10 +417,10 @@ export class Catalog {
     const n = Number(
       this.#run(
         `INSERT INTO temp.folder_move (id, path, size, mtime_ns, mode, hash)
-         SELECT id, ? || substr(path, ?), size, mtime_ns, mode, hash FROM versions
+         SELECT id, ? || substr(path, length(?) + 1), size, mtime_ns, mode, hash FROM versions
          WHERE job_id = ? AND path >= ? AND path < ? AND ${CURRENT} ORDER BY path`,
         to,
-        from.length + 1,
+        from, // length() in SQL: SQLite counts characters, JS UTF-16 units (😀 is 2)
         jobId,
         lo,
         hi,
@@ -462,7 +471,10 @@ export class Catalog {
       `CREATE TEMP TABLE IF NOT EXISTS prune_batch (device_id INTEGER, hash TEXT,
          PRIMARY KEY (device_id, hash)) WITHOUT ROWID`,
     );
-    this.tx(() => {
+    // A deferred transaction: writing only the temp table takes no lock on the catalog, so
+    // the serving process's commits are not held up by the scan.
+    this.db.exec("BEGIN");
+    try {
       this.db.exec("DELETE FROM temp.prune_batch");
       const ins = this.#stmt("INSERT OR IGNORE INTO temp.prune_batch VALUES (?, ?)");
       for (const b of blobs) ins.run(b.device, b.hash);
@@ -474,7 +486,11 @@ export class Catalog {
       );
       for (const r of rows) out.add(`${r.device_id}:${r.hash}`);
       this.db.exec("DELETE FROM temp.prune_batch");
-    });
+      this.db.exec("COMMIT");
+    } catch (err) {
+      this.db.exec("ROLLBACK");
+      throw err;
+    }
     return out;
   }
   /** Every (device, hash) a version references. */

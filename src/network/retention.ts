@@ -14,8 +14,9 @@ export interface PruneResult {
   bytes: number;
 }
 
-/** Blobs checked against the versions at a time (one scan of the versions each). */
-const PRUNE_BATCH = 5000;
+/** Blobs checked against the versions at a time (one scan of the versions each; the grace
+ * period counts from the check, so a batch may take long to remove). */
+const PRUNE_BATCH = 100_000;
 
 /** Prunes expired versions and unreferenced blobs. */
 export async function prune(
@@ -31,10 +32,13 @@ export async function prune(
   // In batches: each is checked against the versions just before its blobs are removed.
   let batch: { device: number; hash: string; size: number }[] = [];
   const sweep = async () => {
+    // The grace period counts from the check, not from each removal: a blob touched by an
+    // apply just before the check, whose version commits after it, is kept.
+    const cutoff = Date.now() - grace;
     const used = data.catalog.referencedAmong(batch);
     for (const b of batch) {
       if (used.has(`${b.device}:${b.hash}`)) continue;
-      if (await data.blobs.remove(b.device, b.hash, Date.now() - grace)) {
+      if (await data.blobs.remove(b.device, b.hash, cutoff)) {
         blobs++;
         bytes += b.size;
       }

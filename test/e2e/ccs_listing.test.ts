@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, sep } from "node:path";
 import { after, before, test } from "node:test";
 import { baseHeader, PackBuilder } from "../../src/ccs/pack_writer.ts";
 import { openWorkDb } from "../../src/ccs/work_queue.ts";
@@ -13,7 +13,7 @@ import { native } from "../../src/native/mod.ts";
 import { NetworkClient } from "../../src/network/client.ts";
 import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
 import { tempDir } from "../helpers/tmp.ts";
-import { backup, ccsHome, writeFiles } from "../ccs/e2e_helpers.ts";
+import { backup, ccsHome, treeDigest, writeFiles } from "../ccs/e2e_helpers.ts";
 
 let d: CncopdHandle;
 before(async () => {
@@ -111,6 +111,14 @@ test("the saved listing follows every kind of change the dequeuer sends, and is 
       renameSync(join(src, "d1", "s0"), join(src, "d1", "s0-old"));
       // d1/s0-old/s0/* and d1/s0-old/f*.txt: one folder move of d1/s0.
     }],
+    ["a folder with an emoji in its name renamed", () => {
+      mkdirSync(join(src, "d0", "😀"), { recursive: true });
+      writeFileSync(join(src, "d0", "😀", "p.txt"), "p\n");
+      writeFileSync(join(src, "d0", "😀", "q.txt"), "q\n");
+    }],
+    ["... and renamed", () => {
+      renameSync(join(src, "d0", "😀"), join(src, "d0", "x😀y"));
+    }],
     ["a whole folder deleted", () => {
       rmSync(join(src, "d1"), { recursive: true });
     }],
@@ -122,6 +130,11 @@ test("the saved listing follows every kind of change the dequeuer sends, and is 
     const mine = saved(home, jobId);
     const theirs = await network(token, jobId);
     assert.deepEqual(mine.rows, theirs.rows, `after ${what}: the saved listing is the network's`);
+    assert.deepEqual(
+      theirs.rows.map((r) => r.path).sort(),
+      [...treeDigest(src).keys()].map((p) => p.split(sep).join("/")).sort(),
+      `after ${what}: the network has the source's paths`,
+    );
     assert.equal(mine.tag, theirs.tag, `after ${what}: the saved tag is the network's`);
     asked++;
     assert.equal(nqLog(home).match(holds)?.length ?? 0, asked, `after ${what}: a 304, no listing`);

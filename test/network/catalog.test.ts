@@ -75,6 +75,15 @@ test("Catalog.moveFolder() moves what is current under a folder, into a part of 
     assert.ok(cat.versionsOf(job.id, "a/b/x").every((r) => r.deleted === 1 && r.ended_at));
     assert.equal(cat.listingTag(job.id), before, "the generation is the pack's business");
     assert.equal(cat.tx(() => cat.moveFolder(job.id, "no/such", "x", cat.now())), undefined);
+    // A name JS counts in UTF-16 units and SQLite in characters.
+    cat.tx(() => cat.putVersion(job.id, v("e/😀/f", "E"), cat.now()));
+    cat.tx(() => cat.moveFolder(job.id, "e/😀", "y", cat.now()));
+    assert.equal(cat.current(job.id, "y/f")?.hash, "E");
+    assert.deepEqual(
+      [...cat.tree(job.id, { prefix: "y" })].map((r) => r.path),
+      ["y/f"],
+      "a prefix listing counts the same way",
+    );
   } finally {
     cat.close();
     await rm(dir, { recursive: true, force: true });
