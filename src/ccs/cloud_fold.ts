@@ -34,7 +34,18 @@ export function foldApplied(work: WorkDb, job: number, packs: AppliedPack[]): nu
     const i = tag === undefined ? -1 : left.findIndex((p) => p.result?.listing?.before === tag);
     if (i < 0) break;
     const [p] = left.splice(i, 1);
-    if (!foldOne(work, job, p!)) {
+    // A pack folds whole or not at all (the listing stays as it was, its tag forgotten); an
+    // error in the fold never undoes the caller's record of what the network applied.
+    work.db.exec("SAVEPOINT fold");
+    let ok = false;
+    try {
+      ok = foldOne(work, job, p!);
+    } catch {
+      ok = false;
+    }
+    if (!ok) work.db.exec("ROLLBACK TO fold");
+    work.db.exec("RELEASE fold");
+    if (!ok) {
       work.setCloudTag(job, null);
       return folded;
     }

@@ -337,7 +337,16 @@ async function enqueueJob(
   }
 
   // Phase 1: peek: the source walk into local_files, the cloud listing into cloud_files.
-  if (!o.dryRun) work.markPeeking(o.session ?? sessionOf(), job.id);
+  // Until the peek reads it, a failure must end the quick scan's paused walk.
+  const guard = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (err) {
+      void walked?.end();
+      throw err;
+    }
+  };
+  if (!o.dryRun) guard(() => work.markPeeking(o.session ?? sessionOf(), job.id));
   const t0 = Date.now();
   const source = async (): Promise<ScanSummary> => {
     if (o.skipPeekSource && work.localCount(job.id) > 0) {
@@ -380,11 +389,13 @@ async function enqueueJob(
   // for a million files, doubled the peak memory (170 -> 340 MB). But the listing is asked
   // for first: the network builds it and fills the socket while the walk runs, and the rest
   // waits in TCP's buffers until it is read.
-  const reuseCloud = o.skipPeekCloud && work.hasSavedCloud(job.id);
+  const reuseCloud = o.skipPeekCloud && guard(() => work.hasSavedCloud(job.id));
   // The saved listing (with the dequeuer's packs folded in) is asked for by its tag: when
   // nothing else changed the job, the network answers 304 and sends no file. A listing to
   // save or log is read whole, and so is one after --forcepeek.
-  const ifTag = o.forcePeek || o.savePeek || o.peekLog ? undefined : work.cloudTag(job.id);
+  const ifTag = o.forcePeek || o.savePeek || o.peekLog
+    ? undefined
+    : guard(() => work.cloudTag(job.id));
   const answer: { tag?: string; unchanged: boolean } = { unchanged: false };
   const listing = reuseCloud ? undefined : started(async function* () {
     const client = getClient();
@@ -420,11 +431,8 @@ async function enqueueJob(
     log.info(`PEEK: --skippeekcloud: using the saved cloud peek (${cloudCount} files)`);
   }
   const tPeeked = Date.now();
-  // The walk counted the source listing's files, unless the saved one was used.
-  const small = smallDiff(work, job.id, {
-    local: o.skipPeekSource ? undefined : scan.files,
-    cloud: cloudCount,
-  });
+  // The listing's own count: two walked names may be one path (invalid UTF-8 made alike).
+  const small = smallDiff(work, job.id, { cloud: cloudCount });
   const counts = small?.counts ?? diffCounts(work, job.id);
   // Move promotion needs every gone file, but only when some local file is new; otherwise
   // only the deletes this run may send are loaded (a million deleted files stay in SQL).

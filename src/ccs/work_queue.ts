@@ -237,7 +237,7 @@ function toItem(r: ItemRow): WorkItem {
  * A path's key in the walk's order: the walk sorts component by component (a folder's
  * content right after it), which is byte order once `/` is a byte below every other a name
  * may hold. `/` becomes \x01; \x01 and \x02 in names are escaped (\x02\x01, \x02\x02), so
- * keys stay unique (such names may sort out of the walk's order: the comparison notices).
+ * keys stay unique and in order (the comparison still checks the order it is given).
  */
 export function walkKey(path: string): string {
   if (!path.includes("\x01") && !path.includes("\x02")) return path.replaceAll("/", "\x01");
@@ -801,7 +801,10 @@ export class WorkDb {
 
   /** Ends the enqueuer run of `job` in `session`. */
   endRun(session: string, job: number, ok: boolean): void {
-    this.stmt("UPDATE runs SET state = ?, ended = ? WHERE session = ? AND job = ?").run(
+    // Not peeking any more: a re-run's dispatcher must not start a dequeuer on the old mark.
+    this.stmt(
+      "UPDATE runs SET state = ?, ended = ?, peeking = 0 WHERE session = ? AND job = ?",
+    ).run(
       ok ? "done" : "failed",
       new Date().toISOString(),
       session,
@@ -960,11 +963,13 @@ export function openWorkDb(path: string): WorkDb {
   // Outside the versioned schema: an index added later, harmless to ask for every time.
   db.exec("CREATE INDEX IF NOT EXISTS items_pack ON items (job, pack)");
   addColumn(db, "job_state", "modes", "TEXT NOT NULL DEFAULT ''");
-  // Listings of a work.db from before walk keys: made again (the next peek walks and lists
-  // in full; the skip state holds until something changed).
-  remake(db, "local_files", LOCAL_FILES);
-  remake(db, "cloud_files", CLOUD_FILES, "UPDATE job_state SET cloud_saved = 0, cloud_tag = NULL");
+
   addColumn(db, "job_state", "cloud_tag", "TEXT");
   addColumn(db, "runs", "peeking", "INTEGER NOT NULL DEFAULT 0");
+  // Listings of a work.db from before walk keys: made again (the next peek walks and lists
+  // in full; the skip state holds until something changed). After the columns: the update
+  // names cloud_tag.
+  remake(db, "local_files", LOCAL_FILES);
+  remake(db, "cloud_files", CLOUD_FILES, "UPDATE job_state SET cloud_saved = 0, cloud_tag = NULL");
   return new WorkDb(db, path);
 }

@@ -162,3 +162,46 @@ test("a work.db with listings from before walk keys gets them made again, and li
   assert.equal(w3.cloudCount(1), 0);
   w3.close();
 });
+
+test("a work.db of the schema before listing tags and walk keys opens, and lists in full next", () => {
+  const path = join(tempDir(), "work.db");
+  const w = openWorkDb(path);
+  // Back to that schema: no cloud_tag, no peeking, listings keyed by path.
+  w.db.exec("ALTER TABLE job_state DROP COLUMN cloud_tag");
+  w.db.exec("ALTER TABLE runs DROP COLUMN peeking");
+  w.db.exec("DROP TABLE local_files");
+  w.db.exec("DROP TABLE cloud_files");
+  w.db.exec(
+    `CREATE TABLE local_files (job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+       mtime_ns TEXT NOT NULL, mode INTEGER NOT NULL, ino TEXT NOT NULL, dev TEXT NOT NULL,
+       PRIMARY KEY (job, path)) WITHOUT ROWID`,
+  );
+  w.db.exec(
+    `CREATE TABLE cloud_files (job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+       mtime_ns TEXT NOT NULL, mode INTEGER NOT NULL, hash TEXT NOT NULL,
+       version INTEGER NOT NULL, PRIMARY KEY (job, path)) WITHOUT ROWID`,
+  );
+  w.db.exec(
+    `INSERT INTO job_state (job, newest_ns, entries, fingerprint, updated, cloud_saved)
+     VALUES (1, '5', 3, 'f', 'now', 1)`,
+  );
+  w.db.exec("INSERT INTO cloud_files VALUES (1, 'a', 1, '1', 420, 'h', 7)");
+  w.close();
+  for (let i = 0; i < 2; i++) {
+    const again = openWorkDb(path); // twice: the second open finds everything in place
+    assert.equal(again.hasSavedCloud(1), false);
+    assert.equal(again.cloudTag(1), undefined);
+    assert.equal(again.peekState(1)?.newestNs, "5", "the skip state holds");
+    again.startRun("s", 1);
+    again.markPeeking("s", 1);
+    again.endRun("s", 1, true);
+    assert.equal(
+      (again.db.prepare("SELECT peeking FROM runs WHERE session = 's'").get() as {
+        peeking: number;
+      }).peeking,
+      0,
+      "an ended run is not peeking",
+    );
+    again.close();
+  }
+});
