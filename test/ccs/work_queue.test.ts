@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { join } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
 import { openWorkDb, Stage } from "../../src/ccs/work_queue.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
@@ -113,21 +114,26 @@ test("cachedHashes(): by path first, else by device + inode, only at the same si
   w.close();
 });
 
-test("a work.db with listings from before walk keys gets them made again, and lists in full next", async () => {
-  const path = join(tempDir(), "work.db");
-  const w = openWorkDb(path);
-  w.db.exec("DROP TABLE local_files");
-  w.db.exec("DROP TABLE cloud_files");
-  w.db.exec(
+/** Makes the listings of `db` what they were before walk keys (keyed by path). */
+function oldListings(db: DatabaseSync): void {
+  db.exec("DROP TABLE local_files");
+  db.exec("DROP TABLE cloud_files");
+  db.exec(
     `CREATE TABLE local_files (job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
        mtime_ns TEXT NOT NULL, mode INTEGER NOT NULL, ino TEXT NOT NULL, dev TEXT NOT NULL,
        PRIMARY KEY (job, path)) WITHOUT ROWID`,
   );
-  w.db.exec(
+  db.exec(
     `CREATE TABLE cloud_files (job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
        mtime_ns TEXT NOT NULL, mode INTEGER NOT NULL, hash TEXT NOT NULL,
        version INTEGER NOT NULL, PRIMARY KEY (job, path)) WITHOUT ROWID`,
   );
+}
+
+test("a work.db with listings from before walk keys gets them made again, and lists in full next", async () => {
+  const path = join(tempDir(), "work.db");
+  const w = openWorkDb(path);
+  oldListings(w.db);
   w.db.exec("INSERT INTO cloud_files VALUES (1, 'a/b', 1, '1', 420, 'h', 7)");
   async function* one() {
     yield [{ path: "a/b", size: 1, mtimeNs: "1", mode: 0o644, hash: "h", version: 7 }];
@@ -169,18 +175,7 @@ test("a work.db of the schema before listing tags and walk keys opens, and lists
   // Back to that schema: no cloud_tag, no peeking, listings keyed by path.
   w.db.exec("ALTER TABLE job_state DROP COLUMN cloud_tag");
   w.db.exec("ALTER TABLE runs DROP COLUMN peeking");
-  w.db.exec("DROP TABLE local_files");
-  w.db.exec("DROP TABLE cloud_files");
-  w.db.exec(
-    `CREATE TABLE local_files (job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
-       mtime_ns TEXT NOT NULL, mode INTEGER NOT NULL, ino TEXT NOT NULL, dev TEXT NOT NULL,
-       PRIMARY KEY (job, path)) WITHOUT ROWID`,
-  );
-  w.db.exec(
-    `CREATE TABLE cloud_files (job INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
-       mtime_ns TEXT NOT NULL, mode INTEGER NOT NULL, hash TEXT NOT NULL,
-       version INTEGER NOT NULL, PRIMARY KEY (job, path)) WITHOUT ROWID`,
-  );
+  oldListings(w.db);
   w.db.exec(
     `INSERT INTO job_state (job, newest_ns, entries, fingerprint, updated, cloud_saved)
      VALUES (1, '5', 3, 'f', 'now', 1)`,

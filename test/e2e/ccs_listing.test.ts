@@ -7,7 +7,7 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync }
 import { join, sep } from "node:path";
 import { after, before, test } from "node:test";
 import { baseHeader, PackBuilder } from "../../src/ccs/pack_writer.ts";
-import { openWorkDb } from "../../src/ccs/work_queue.ts";
+import { type CloudFile, openWorkDb } from "../../src/ccs/work_queue.ts";
 import type { HomePaths } from "../../src/core/home.ts";
 import { native } from "../../src/native/mod.ts";
 import { NetworkClient } from "../../src/network/client.ts";
@@ -23,14 +23,7 @@ after(async () => {
   await d.cleanup();
 });
 
-type Row = {
-  path: string;
-  size: number;
-  mtimeNs: string;
-  mode: number;
-  hash: string;
-  version: number;
-};
+type Row = CloudFile;
 
 /** The saved listing of work.db and its tag. */
 function saved(home: HomePaths, jobId: number): { rows: Row[]; tag: string | undefined } {
