@@ -431,8 +431,9 @@ async function enqueueJob(
     log.info(`PEEK: --skippeekcloud: using the saved cloud peek (${cloudCount} files)`);
   }
   const tPeeked = Date.now();
-  // The listing's own count: two walked names may be one path (invalid UTF-8 made alike).
-  const small = smallDiff(work, job.id, { cloud: cloudCount });
+  // The listing's size as the walk knew it, else counted (two walked names may make one
+  // path: invalid UTF-8 made alike).
+  const small = smallDiff(work, job.id, { local: scan.listed, cloud: cloudCount });
   const counts = small?.counts ?? diffCounts(work, job.id);
   // Move promotion needs every gone file, but only when some local file is new; otherwise
   // only the deletes this run may send are loaded (a million deleted files stay in SQL).

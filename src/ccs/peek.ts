@@ -71,6 +71,11 @@ export interface ScanSummary {
   newestPath?: string;
   /** Digest of the files' permission bits (see {@link ModeDigest}). */
   modes: string;
+  /**
+   * Rows of the saved source listing after {@link scanSource}, when it knows them without
+   * counting: the walk's keys were strictly increasing, so no two files made one row.
+   */
+  listed?: number;
 }
 
 function emptySummary(): ScanSummary {
@@ -252,7 +257,10 @@ export async function scanSource(
       throw err;
     }
   }
-  if (ordered) work.tx(() => dropAfter.run(job, after));
+  if (ordered) {
+    work.tx(() => dropAfter.run(job, after));
+    s.listed = s.files;
+  }
   s.modes = modes.toString();
   return s;
 

@@ -91,7 +91,9 @@ async function* nativeWalk(
       let dev = -1n;
       for (let i = 0; i < n; i++) {
         const o8 = i * 56;
-        const flags = Number(dv.getBigInt64(o8, true));
+        // Small fields read as 32-bit halves: a BigInt per field only to make a Number of it
+        // was most of the walk's garbage (six per entry).
+        const flags = dv.getUint32(o8, true);
         const kind = KINDS[flags & 0xff] ?? "error";
         // Most entries share the device: reuse the BigInt rather than make a new one.
         const d = dv.getBigUint64(o8 + 40, true);
@@ -99,12 +101,12 @@ async function* nativeWalk(
         const e: WalkEntry = {
           path: paths[i]!,
           kind,
-          size: Number(dv.getBigInt64(o8 + 8, true)),
+          size: dv.getUint32(o8 + 8, true) + dv.getInt32(o8 + 12, true) * 0x1_0000_0000,
           mtimeNs: dv.getBigInt64(o8 + 16, true),
           ctimeNs: dv.getBigInt64(o8 + 24, true),
           ino: dv.getBigUint64(o8 + 32, true),
           dev,
-          mode: Number(dv.getBigInt64(o8 + 48, true)),
+          mode: dv.getInt32(o8 + 48, true),
         };
         if (flags & 0x200) {
           if (kind === "error") e.error = texts[i]!;

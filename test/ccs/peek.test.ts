@@ -333,9 +333,10 @@ test("scanSource() updates the saved listing range by range: only what changed i
   w.tx(() => w.putLocal(2, [other])); // another job's row stays
   writes();
 
-  await scan();
+  const first = await scan();
   assert.deepEqual(saved(), await truth());
   assert.equal(writes(), 609, "the first scan writes every file");
+  assert.equal(first.listed, w.localCount(1));
   await scan();
   assert.equal(writes(), 0, "an unchanged tree writes nothing");
 
@@ -364,8 +365,9 @@ test("scanSource() updates the saved listing range by range: only what changed i
   rmSync(join(root, "dir5"), { recursive: true });
   const batches: WalkEntry[][] = [];
   for await (const b of native.walk(root, { batchSize: 64 })) batches.push(b);
-  await scanSource(w, 1, root, {}, log, true, batches.reverse());
+  const reversed = await scanSource(w, 1, root, {}, log, true, batches.reverse());
   assert.deepEqual(saved(), await truth());
+  assert.equal(reversed.listed, undefined, "out of order: not known without counting");
   assert.equal(w.localCount(2), 1);
   w.close();
 });
