@@ -19,19 +19,12 @@
 import { CncopError } from "../core/errors.ts";
 import type { NativeBinding, NativeStatus } from "./load.ts";
 import { loadBinding } from "./load.ts";
-import * as pCompress from "./portable/compress.ts";
-import * as pDelta from "./portable/delta.ts";
-import * as pDurable from "./portable/durable.ts";
-import * as pFork from "./portable/fork.ts";
-import * as pHash from "./portable/hash.ts";
-import * as pLock from "./portable/lock.ts";
-import * as pWalk from "./portable/walk.ts";
 import type { EntryKind, FileLock, NativeCore, WalkEntry, WalkOptions } from "./types.ts";
 
 export type * from "./types.ts";
 export type { NativeStatus } from "./load.ts";
 export { setNativePath } from "./load.ts";
-export { comparePaths } from "./portable/walk.ts";
+export { comparePaths } from "./walk_order.ts";
 
 /** A VSS shadow copy (Windows). */
 export interface ShadowCopy {
@@ -176,6 +169,17 @@ function addonCore(b: NativeBinding): NativeCore {
  * uses it when the addon is missing; tests and benchmarks use it to compare.
  */
 export async function loadPortableCore(): Promise<NativeCore> {
+  // Loaded on demand: with the addon, their start-up (hash-wasm's WebAssembly, node:zlib)
+  // was about a third of every program's (34 of 110 ms).
+  const [pCompress, pDelta, pDurable, pFork, pHash, pLock, pWalk] = await Promise.all([
+    import("./portable/compress.ts"),
+    import("./portable/delta.ts"),
+    import("./portable/durable.ts"),
+    import("./portable/fork.ts"),
+    import("./portable/hash.ts"),
+    import("./portable/lock.ts"),
+    import("./portable/walk.ts"),
+  ]);
   await pHash.initHashes();
   return {
     implementation: "portable",

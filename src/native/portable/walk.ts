@@ -29,13 +29,7 @@ export function errorText(e: unknown): string {
   return `${code}: ${TEXTS[code] ?? "error"}`;
 }
 
-/**
- * The walk order: component by component, by the bytes of the UTF-8 names (so `a/b` sorts
- * before `a.b`, because a directory's content follows it directly).
- */
-export function comparePaths(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a.replaceAll("/", "\0")), Buffer.from(b.replaceAll("/", "\0")));
-}
+export { comparePaths } from "../walk_order.ts";
 
 interface Child {
   name: string;
