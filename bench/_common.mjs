@@ -3,7 +3,7 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { $, fs, path } from "zx";
+import { $, fs, os, path } from "zx";
 import { NODE_FLAGS } from "../src/core/runtime_flags.ts";
 
 $.verbose = false;
@@ -20,6 +20,27 @@ export const repo = path.join(path.dirname(fileURLToPath(import.meta.url)), ".."
 export const node = process.execPath;
 /** `node ${run} program args`: the sources, with the V8 flags the executable embeds. */
 export const run = [...NODE_FLAGS, path.join(repo, "src", "cli", "main.ts")];
+
+/** The 1-minute load average sampled before each {@link timed} command. */
+export const loads = [];
+
+/**
+ * Runs a command under GNU time: wall seconds, peak RSS in MB (of the largest process of its
+ * tree) and its stdout. Throws when it fails.
+ */
+export async function timed(cmd, cmdArgs, env = {}) {
+  loads.push(os.loadavg()[0]);
+  const t = Date.now();
+  const r = await $({
+    env: { ...process.env, ...env },
+    nothrow: true,
+  })`/usr/bin/time -f ${"%M"} ${cmd} ${cmdArgs}`;
+  const secs = (Date.now() - t) / 1000;
+  const lines = r.stderr.trim().split("\n");
+  const rss = Number(lines[lines.length - 1]);
+  if (r.exitCode !== 0) throw new Error(`${cmd} ${cmdArgs.join(" ")} failed: ${r.stderr}`);
+  return { secs, rssMb: rss / 1024, stdout: r.stdout };
+}
 
 /**
  * How the benchmarks run cncop: `[command, ...leading args]`. The single executable the

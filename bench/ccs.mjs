@@ -12,7 +12,7 @@
 // the sources with --sources.
 // The load average is sampled before each timed step; the table gives the range.
 import { $, fs, os, path } from "zx";
-import { arg, args, cncopCommand, node, repo, startCncopd } from "./_common.mjs";
+import { arg, args, cncopCommand, loads, node, repo, startCncopd, timed } from "./_common.mjs";
 import { writeResultsSection } from "./_results.mjs";
 
 const WRITE = args.includes("--write");
@@ -45,22 +45,6 @@ await $`tar -xJf ${tarball} -C ${tree} --strip-components=1`;
 const files = Number((await $`find ${tree} -type f | wc -l`).stdout.trim());
 const bytes = Number((await $`du -sb ${tree}`).stdout.split(/\s/)[0]);
 console.log(`${files} files, ${(bytes / 1e6).toFixed(0)} MB`);
-
-const loads = [];
-/** Runs a command under GNU time: wall seconds and peak RSS (KB, the largest process). */
-async function timed(cmd, cmdArgs, env = {}) {
-  loads.push(os.loadavg()[0]);
-  const t = Date.now();
-  const r = await $({
-    env: { ...process.env, ...env },
-    nothrow: true,
-  })`/usr/bin/time -f ${"%M"} ${cmd} ${cmdArgs}`;
-  const secs = (Date.now() - t) / 1000;
-  const lines = r.stderr.trim().split("\n");
-  const rss = Number(lines[lines.length - 1]);
-  if (r.exitCode !== 0) throw new Error(`${cmd} ${cmdArgs.join(" ")} failed: ${r.stderr}`);
-  return { secs, rssMb: rss / 1024, stdout: r.stdout };
-}
 
 // ---- cncop: a local cncopd, a home, one CCS job
 const home = path.join(work, "home");

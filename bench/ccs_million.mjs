@@ -13,7 +13,7 @@
 // The tree is kept in DIR/tree between runs (it takes a minute or two to create).
 import { readFileSync } from "node:fs";
 import { $, fs, os, path } from "zx";
-import { arg, args, cncopCommand, startCncopd } from "./_common.mjs";
+import { arg, args, cncopCommand, startCncopd, timed } from "./_common.mjs";
 const work = arg("--dir", path.join(os.tmpdir(), "cncop-bench-million"));
 const want = Number(arg("--files", "1000000"));
 if ((await $`command -v /usr/bin/time`.nothrow()).exitCode !== 0) {
@@ -69,19 +69,12 @@ const hwmMb = (pid) => {
 
 /** backupagentnq -n under GNU time: wall seconds, peak RSS (MB) and its PEEK log line. */
 async function dryRun() {
-  const t = Date.now();
-  const r = await $({
-    env,
-    nothrow: true,
-  })`/usr/bin/time -f ${"%M"} ${exe} ${lead} backupagentnq -n million`;
-  const secs = (Date.now() - t) / 1000;
-  if (r.exitCode !== 0) throw new Error(`backupagentnq -n failed: ${r.stderr}`);
-  const lines = r.stderr.trim().split("\n");
+  const r = await timed(exe, [...lead, "backupagentnq", "-n", "million"], env);
   const logDir = path.join(home, "Logs");
   const logs = (await fs.readdir(logDir)).filter((f) => f.startsWith("NQ-")).sort();
   const log = await fs.readFile(path.join(logDir, logs[logs.length - 1]), "utf8");
   const peek = log.split("\n").filter((l) => l.includes("PEEK: ")).pop() ?? "";
-  return { secs, rssMb: Number(lines[lines.length - 1]) / 1024, peek };
+  return { secs: r.secs, rssMb: r.rssMb, peek };
 }
 
 const results = [];
@@ -100,19 +93,9 @@ try {
   // The real first backup: cncopagent runs the enqueuer and the dequeuer against cncopd.
   // GNU time's %M is the largest process of the dispatcher's tree.
   console.log("cncopagent: first backup of every file ...");
-  const t = Date.now();
-  const full = await $({
-    env,
-    nothrow: true,
-  })`/usr/bin/time -f ${"%M"} ${exe} ${lead} cncopagent million`;
-  const fullSecs = (Date.now() - t) / 1000;
-  if (full.exitCode !== 0) throw new Error(`cncopagent failed: ${full.stderr}`);
-  const fullLines = full.stderr.trim().split("\n");
-  backup = {
-    secs: fullSecs,
-    rssMb: Number(fullLines[fullLines.length - 1]) / 1024,
-    serverMb: hwmMb(server.pid),
-  };
+  const full = await timed(exe, [...lead, "cncopagent", "million"], env);
+  const fullSecs = full.secs;
+  backup = { secs: fullSecs, rssMb: full.rssMb, serverMb: hwmMb(server.pid) };
   console.log(
     `  ${fullSecs.toFixed(1)} s, largest agent ${backup.rssMb.toFixed(0)} MB, cncopd ${
       backup.serverMb.toFixed(0)

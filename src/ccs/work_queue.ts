@@ -14,7 +14,8 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { hasColumn, migrateOnce, openSqlite, userVersion } from "../core/sqlite.ts";
 import type { RemoteFile } from "../network/client.ts";
 import type { PackHeader } from "./pack_format.ts";
 
@@ -890,41 +891,20 @@ export function byteOrderLess(a: string, b: string): boolean {
 
 /** Drops and creates `table` again when it lacks the `wkey` column (then runs `after`). */
 function remake(db: DatabaseSync, table: string, create: string, after?: string): void {
-  // table_xinfo: generated columns are hidden from table_info.
-  const has = () =>
-    (db.prepare(`PRAGMA table_xinfo(${table})`).all() as { name: string }[]).some((c) =>
-      c.name === "wkey"
-    );
-  if (has()) return;
-  db.exec("BEGIN IMMEDIATE");
-  try {
-    if (!has()) {
-      db.exec(`DROP TABLE ${table}`);
-      db.exec(create);
-      if (after) db.exec(after);
-    }
-    db.exec("COMMIT");
-  } catch (err) {
-    db.exec("ROLLBACK");
-    throw err;
-  }
+  migrateOnce(db, () => hasColumn(db, table, "wkey"), () => {
+    db.exec(`DROP TABLE ${table}`);
+    db.exec(create);
+    if (after) db.exec(after);
+  });
 }
 
 /** Adds a column a work.db of an earlier version lacks (a no-op when it has it). */
 function addColumn(db: DatabaseSync, table: string, column: string, type: string): void {
-  const has = () =>
-    (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).some((c) =>
-      c.name === column
-    );
-  if (has()) return;
-  db.exec("BEGIN IMMEDIATE");
-  try {
-    if (!has()) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
-    db.exec("COMMIT");
-  } catch (err) {
-    db.exec("ROLLBACK");
-    throw err;
-  }
+  migrateOnce(
+    db,
+    () => hasColumn(db, table, column),
+    () => db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`),
+  );
 }
 
 /** A UTF-16 code unit whose order may differ from its UTF-8 bytes' (surrogates, U+E000+). */
@@ -940,30 +920,15 @@ const WIDE = /[\ud800-\uffff]/;
  */
 export function openWorkDb(path: string): WorkDb {
   mkdirSync(dirname(path), { recursive: true });
-  const db = new DatabaseSync(path, { timeout: 60_000 });
-  db.exec("PRAGMA journal_mode = WAL");
-  db.exec("PRAGMA synchronous = NORMAL");
-  db.exec("PRAGMA busy_timeout = 60000");
-  const v = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
-  if (v < 1) {
-    db.exec("BEGIN IMMEDIATE");
-    try {
-      const again =
-        (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
-      if (again < 1) {
-        for (const sql of schema) db.exec(sql);
-        db.exec("PRAGMA user_version = 1");
-      }
-      db.exec("COMMIT");
-    } catch (err) {
-      db.exec("ROLLBACK");
-      throw err;
-    }
-  }
+  // A cache and a queue rebuilt from the cloud's state after a crash: NORMAL is enough.
+  const db = openSqlite(path, { busyTimeoutMs: 60_000, synchronous: "NORMAL" });
+  migrateOnce(db, () => userVersion(db) >= 1, () => {
+    for (const sql of schema) db.exec(sql);
+    db.exec("PRAGMA user_version = 1");
+  });
   // Outside the versioned schema: an index added later, harmless to ask for every time.
   db.exec("CREATE INDEX IF NOT EXISTS items_pack ON items (job, pack)");
   addColumn(db, "job_state", "modes", "TEXT NOT NULL DEFAULT ''");
-
   addColumn(db, "job_state", "cloud_tag", "TEXT");
   addColumn(db, "runs", "peeking", "INTEGER NOT NULL DEFAULT 0");
   // Listings of a work.db from before walk keys: made again (the next peek walks and lists

@@ -48,3 +48,22 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
 export function userVersion(db: DatabaseSync): number {
   return (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
 }
+
+/** Whether `table` has `column` (generated columns included). */
+export function hasColumn(db: DatabaseSync, table: string, column: string): boolean {
+  // table_xinfo: table_info hides generated columns.
+  return (db.prepare(`PRAGMA table_xinfo(${table})`).all() as { name: string }[]).some((c) =>
+    c.name === column
+  );
+}
+
+/**
+ * Runs the schema change `apply` unless `done()`: checked again under the write lock, since
+ * several programs may open an older database at once.
+ */
+export function migrateOnce(db: DatabaseSync, done: () => boolean, apply: () => void): void {
+  if (done()) return;
+  transaction(db, () => {
+    if (!done()) apply();
+  });
+}

@@ -1,6 +1,7 @@
 /**
  * What the dispatcher asks the CCS work database (`Spool/Work/work.db`) to decide whether
- * the dequeuer has anything to do: a pack of this job session that is `ready`.
+ * to start the dequeuer: a pack of this job session that is `ready`, or an enqueuer run of it
+ * that peeks in full.
  *
  * Opened read-only and only once the file exists: the enqueuer creates and migrates it. When
  * it cannot be read, the answer is yes: a dequeuer started for nothing costs a process
@@ -17,8 +18,7 @@ export class SessionWork {
   #job: number;
   #session: string;
   #db?: DatabaseSync;
-  #ready?: StatementSync;
-  #peeking?: StatementSync;
+  #stmts = new Map<string, StatementSync>();
 
   constructor(path: string, job: number, session: string) {
     this.#path = path;
@@ -28,21 +28,12 @@ export class SessionWork {
 
   /** Whether an item of this job and session waits in state `ready`. */
   hasReady(): boolean {
-    try {
-      if (!this.#ready) {
-        if (!existsSync(this.#path)) return false;
-        this.#db ??= new DatabaseSync(this.#path, { readOnly: true, timeout: 5000 });
-        this.#ready = this.#db.prepare(
-          "SELECT 1 AS x FROM items WHERE job = ? AND state = 'ready' AND session = ? LIMIT 1",
-        );
-      }
-      return this.#ready.get(this.#job, this.#session) !== undefined;
-    } catch {
-      // Being created by the enqueuer, busy, or unreadable: start the dequeuer rather than
-      // risk never sending (it finds out itself what there is to do).
-      this.close();
-      return true;
-    }
+    // Being created by the enqueuer, busy, or unreadable: start the dequeuer rather than risk
+    // never sending (it finds out itself what there is to do).
+    return this.#exists(
+      "SELECT 1 AS x FROM items WHERE job = ? AND state = 'ready' AND session = ? LIMIT 1",
+      true,
+    );
   }
 
   /**
@@ -50,25 +41,31 @@ export class SessionWork {
    * its last run): the dequeuer is started then, its start overlapping the peek.
    */
   peeking(): boolean {
+    // An older work.db (no column yet), being created, or busy: wait for ready packs.
+    return this.#exists(
+      "SELECT 1 AS x FROM runs WHERE job = ? AND session = ? AND peeking = 1",
+      false,
+    );
+  }
+
+  /** Whether `sql` (job, session) finds a row; `onError` when work.db cannot answer. */
+  #exists(sql: string, onError: boolean): boolean {
     try {
-      if (!this.#peeking) {
+      let stmt = this.#stmts.get(sql);
+      if (!stmt) {
         if (!existsSync(this.#path)) return false;
         this.#db ??= new DatabaseSync(this.#path, { readOnly: true, timeout: 5000 });
-        this.#peeking = this.#db.prepare(
-          "SELECT 1 AS x FROM runs WHERE session = ? AND job = ? AND peeking = 1",
-        );
+        this.#stmts.set(sql, stmt = this.#db.prepare(sql));
       }
-      return this.#peeking.get(this.#session, this.#job) !== undefined;
+      return stmt.get(this.#job, this.#session) !== undefined;
     } catch {
-      // An older work.db (no column yet), being created, or busy: wait for ready packs.
       this.close();
-      return false;
+      return onError;
     }
   }
 
   close(): void {
-    this.#peeking = undefined;
-    this.#ready = undefined;
+    this.#stmts.clear();
     try {
       this.#db?.close();
     } catch { /* already closed */ }

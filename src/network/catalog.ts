@@ -14,7 +14,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
-import { openSqlite, transaction } from "../core/sqlite.ts";
+import { hasColumn, migrateOnce, openSqlite, transaction } from "../core/sqlite.ts";
 
 /** A registered device. */
 export interface DeviceRow {
@@ -175,15 +175,11 @@ export class Catalog {
     this.db.exec("DROP INDEX IF EXISTS versions_hash");
     // Catalogs made before listing tags get the column (checked again under the write lock:
     // two processes may open an old catalog at once).
-    const hasTag = () =>
-      (this.db.prepare("PRAGMA table_info(jobs)").all() as { name: string }[]).some((c) =>
-        c.name === "listing_tag"
-      );
-    if (!hasTag()) {
-      transaction(this.db, () => {
-        if (!hasTag()) this.db.exec("ALTER TABLE jobs ADD COLUMN listing_tag TEXT");
-      });
-    }
+    migrateOnce(
+      this.db,
+      () => hasColumn(this.db, "jobs", "listing_tag"),
+      () => this.db.exec("ALTER TABLE jobs ADD COLUMN listing_tag TEXT"),
+    );
     // A catalog made again from nothing must not answer a tag of the old one.
     this.db.prepare("INSERT OR IGNORE INTO catalog_meta (key, value) VALUES ('instance', ?)")
       .run(randomUUID());
