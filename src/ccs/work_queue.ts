@@ -15,6 +15,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { NetworkError } from "../core/errors.ts";
 import { hasColumn, migrateOnce, openSqlite, userVersion } from "../core/sqlite.ts";
 import type { RemoteFile } from "../network/client.ts";
 import type { PackHeader } from "./pack_format.ts";
@@ -647,7 +648,10 @@ export class WorkDb {
       let prev = after;
       for (const f of b) {
         if (!byteOrderLess(prev, f.path)) {
-          throw new Error(`the network's listing is not sorted by path (${f.path} after ${prev})`);
+          throw new NetworkError(
+            `the network's listing is not sorted by path (${f.path} after ${prev})`,
+            { hint: "update cncopd: this enqueuer needs listings in path order" },
+          );
         }
         prev = f.path;
       }

@@ -9,7 +9,7 @@ import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { messageOf } from "../core/errors.ts";
+import { CncopError, messageOf } from "../core/errors.ts";
 import { Authenticator } from "./auth.ts";
 import type { DeviceRow } from "./catalog.ts";
 import { type DataDir, openDataDir } from "./data_dir.ts";
@@ -102,7 +102,10 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     );
   } catch (err) {
     data.close();
-    throw new Error(`cannot open the request log: ${messageOf(err)}`, { cause: err });
+    throw new CncopError(`cannot open the request log: ${messageOf(err)}`, {
+      hint: "give --request-log a file or directory cncopd can write",
+      cause: err,
+    });
   }
 
   // Abandoned uploads and old daily request logs: swept now and then periodically; one
