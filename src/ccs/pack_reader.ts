@@ -39,6 +39,8 @@ class ByteReader {
   #buf: Uint8Array = new Uint8Array(0);
   #pos = 0;
   #done = false;
+  /** Bytes handed out so far: the position in the pack of what is read next. */
+  offset = 0;
   hash = createHash("sha256");
   constructor(src: AsyncIterable<Uint8Array>) {
     this.#it = src[Symbol.asyncIterator]();
@@ -64,6 +66,7 @@ class ByteReader {
     if (n > 0 && (await this.#fill()) && this.#buf.length - this.#pos >= n) {
       const view = this.#buf.subarray(this.#pos, this.#pos + n);
       this.#pos += n;
+      this.offset += n;
       if (hashed) this.hash.update(view);
       return view;
     }
@@ -76,6 +79,7 @@ class ByteReader {
       const take = Math.min(n - got, this.#buf.length - this.#pos);
       out.set(this.#buf.subarray(this.#pos, this.#pos + take), got);
       this.#pos += take;
+      this.offset += take;
       got += take;
     }
     if (hashed) this.hash.update(out);
@@ -168,12 +172,12 @@ export interface ReadEntriesOptions {
   /**
    * Add bodies that came in one frame of at most 4 MiB and that `wants` says yes to are
    * not written to a file: they are verified in parallel batches off the JS thread and,
-   * once the whole pack is sound, handed to `take` as stored in the pack (compressed as
-   * `header.compression` says), in pack order.
+   * once the whole pack is sound, handed to `take` as where their frame lies in the pack
+   * (compressed as `header.compression` says), in pack order.
    */
   frames?: {
     wants: (header: PackHeader) => boolean;
-    take: (header: PackHeader, index: number, frame: Uint8Array) => void;
+    take: (header: PackHeader, index: number, frame: FrameAt) => void;
   };
   /** BLAKE3 hex of a file; when given, a streamed body is hashed after it is written. */
   blake3File?: (path: string) => Promise<string>;
@@ -227,7 +231,7 @@ export async function readPackEntries(
       throw new PackRejectedError("pack checksum does not match (the file is corrupt)");
     }
     if (!(await r.atEnd())) throw new PackRejectedError("pack has bytes after its checksum");
-    for (const d of await deferred.verified()) options.frames!.take(d.header, d.index, d.frame);
+    for (const d of await deferred.verified()) options.frames!.take(d.header, d.index, d.at);
     if (options.sync !== false) {
       for (const p of written) {
         const fh = await open(p, "r+");
@@ -248,13 +252,29 @@ export async function readPackEntries(
   }
 }
 
-/** Deferred one-frame bodies, verified natively in batches while the rest is read. */
-class FrameBatches {
-  #batch: { header: PackHeader; index: number; frame: Uint8Array }[] = [];
-  #running: Promise<{ header: PackHeader; index: number; frame: Uint8Array }[]>[] = [];
+/** Where an entry's body frame lies in the pack file: its first byte, and how many. */
+export interface FrameAt {
+  offset: number;
+  length: number;
+}
 
-  add(header: PackHeader, index: number, frame: Uint8Array): void {
-    this.#batch.push({ header, index, frame });
+/** A deferred body: its entry, and where its frame lies. */
+interface Deferred {
+  header: PackHeader;
+  index: number;
+  at: FrameAt;
+}
+
+/**
+ * Deferred one-frame bodies, verified natively in batches while the rest is read; a
+ * batch's frames are let go once verified, so memory stays bounded by the batches running.
+ */
+class FrameBatches {
+  #batch: (Deferred & { frame: Uint8Array })[] = [];
+  #running: Promise<Deferred[]>[] = [];
+
+  add(header: PackHeader, index: number, frame: Uint8Array, offset: number): void {
+    this.#batch.push({ header, index, frame, at: { offset, length: frame.length } });
     if (this.#batch.length >= 256) this.#start();
   }
 
@@ -270,7 +290,7 @@ class FrameBatches {
     const verified = native.verifyFrames(checks, ZSTD_WINDOW_LOG_MAX).then((problems) => {
       const bad = problems.findIndex((p) => p !== "");
       if (bad >= 0) throw new PackRejectedError(`pack ${problems[bad]}`);
-      return batch;
+      return batch.map(({ header, index, at }) => ({ header, index, at }));
     });
     // Handled here, reported by verified(): a rejection while the rest of the pack is still
     // being read must not be an unhandled one (it would end the process).
@@ -279,7 +299,7 @@ class FrameBatches {
   }
 
   /** Every deferred body, in order, once all are verified. */
-  async verified(): Promise<{ header: PackHeader; index: number; frame: Uint8Array }[]> {
+  async verified(): Promise<Deferred[]> {
     if (this.#batch.length) this.#start();
     return (await Promise.all(this.#running)).flat();
   }
@@ -319,11 +339,12 @@ async function readBody(
   if (firstLen === 0) {
     throw new PackRejectedError(`pack body is 0 bytes, its header declares ${header.bodySize}`);
   }
+  const firstAt = r.offset;
   const first = await r.read(firstLen, "body");
   const secondLen = await frameLength();
   if (secondLen === 0 && header.bodySize <= ONE_SHOT_MAX) {
     if (verify && options.frames?.wants(header)) {
-      deferred.add(header, index, first);
+      deferred.add(header, index, first, firstAt);
       return "deferred";
     }
     // The common small entry: one call, no stream machinery.
@@ -380,7 +401,7 @@ async function readBody(
     }
   };
   const sink = bodyTo !== undefined
-    ? createWriteStream(bodyTo, { flags: "w", mode: 0o600 })
+    ? createWriteStream(bodyTo, { flags: "w", mode: 0o600, highWaterMark: 1 << 20 })
     : new Writable({ write: (_c, _e, cb) => cb() });
   let sinkError: unknown;
   sink.on("error", (e: Error) => (sinkError ??= e));
@@ -390,6 +411,9 @@ async function readBody(
         frames,
         zlib.createZstdDecompress({
           params: { [zlib.constants.ZSTD_d_windowLogMax]: ZSTD_WINDOW_LOG_MAX },
+          // Output in large pieces: at the default 16 KB, a large file's body cost a write
+          // and a callback per 16 KB.
+          chunkSize: 256 * 1024,
         }),
         bounded,
         sink,

@@ -224,6 +224,7 @@ export async function main(argv: string[]): Promise<number> {
           const r = await prune(data, { graceMs: o.grace * 1000 });
           process.stdout.write(
             `pruned ${r.versions} versions, ${r.blobs} blobs (${r.bytes} bytes), ` +
+              `${r.packs} kept packs (${r.packBytes} bytes), ` +
               `${u.uploads} abandoned uploads and ${u.orphans} stray part files (${u.bytes} bytes)\n`,
           );
           return 0;

@@ -13,8 +13,8 @@ import type { PackHeader } from "../ccs/pack_format.ts";
 import { readPackEntries } from "../ccs/pack_reader.ts";
 import type { Catalog, JobRow } from "./catalog.ts";
 import { loadNative } from "./native.ts";
-import { SMALL_BLOB_MAX, type SmallBlob } from "./small_blobs.ts";
-import type { BlobStore } from "./storage.ts";
+import { type PackedBlob, SMALL_BLOB_MAX } from "./small_blobs.ts";
+import type { BlobStore, KeptPack } from "./storage.ts";
 import { releaseMemory } from "../core/memory.ts";
 
 /** What applying one entry of a pack did. */
@@ -98,7 +98,7 @@ export async function applyPack(
   const tmpPrefix = randomBytes(12).toString("hex");
   const tmpBase = join(blobs.tmpDir, tmpPrefix);
   const bodyOf = (i: number) => `${tmpBase}-${i}.body`;
-  const frames: SmallBlob[] = [];
+  const frames: PackedBlob[] = [];
   let frameBudget = 64 * 1024 * 1024;
   try {
     // Reading and verifying needs nothing of the catalog: packs of one job are verified
@@ -107,11 +107,12 @@ export async function applyPack(
       bodyTo: (h, i) => (h.kind === "add" || h.kind === "update" ? bodyOf(i) : undefined),
       maxBodySize: ctx.maxBodySize,
       frames: {
-        // Small bodies stay in memory until the commit: at most 64 MB of them per pack, the
-        // rest go to body files (a client's packs hold 16 MB; a hostile one could hold more).
+        // Small bodies stay where they are: the pack is kept as their container. At most
+        // 64 MB of them per pack wait in memory for their check, the rest go to body files
+        // (a client's packs hold 16 MB; a hostile one could hold more).
         wants: (h) => h.size <= SMALL_BLOB_MAX && (frameBudget -= h.bodySize) >= 0,
-        take: (h, _i, frame) =>
-          frames.push({ hash: h.hash, size: h.size, compression: h.compression, frame }),
+        take: (h, _i, at) =>
+          frames.push({ hash: h.hash, size: h.size, compression: h.compression, ...at }),
       },
       blake3: native.blake3,
       blake3File: native.blake3File,
@@ -122,9 +123,10 @@ export async function applyPack(
         `pack is for job ${JSON.stringify(headers[0]!.job)}, not ${JSON.stringify(job.job_key)}`,
       );
     }
+    const kept = { path: packPath, sha256: sha };
     const result = await serialized(
       job.id,
-      () => commit(ctx, deviceId, job, sha, headers, frames, tmpBase),
+      () => commit(ctx, deviceId, job, kept, headers, frames, tmpBase),
     );
     releaseMemory(native); // the pack's frames are stored: give their memory back
     return result;
@@ -145,12 +147,13 @@ async function commit(
   ctx: ApplyContext,
   deviceId: number,
   job: JobRow,
-  sha: string,
+  kept: KeptPack,
   headers: PackHeader[],
-  frames: SmallBlob[],
+  frames: PackedBlob[],
   tmpBase: string,
 ): Promise<ApplyResult> {
   const { catalog, blobs } = ctx;
+  const sha = kept.sha256;
   // The same pack may have been applied while this one was verified (a resent upload).
   const done = catalog.appliedPack(job.id, sha);
   if (done !== undefined) return JSON.parse(done) as ApplyResult;
@@ -167,7 +170,7 @@ async function commit(
       contents.push({ hash: header.hash, file: patched });
     }
   }
-  await blobs.putFrames(deviceId, frames);
+  await blobs.putPacked(deviceId, kept, frames);
   await blobs.putMany(deviceId, contents);
   return catalog.tx(() => {
     const at = catalog.now();

@@ -12,6 +12,9 @@ export interface PruneResult {
   versions: number;
   blobs: number;
   bytes: number;
+  /** Kept packs removed (their blobs all gone, or the few left moved out), and their bytes. */
+  packs: number;
+  packBytes: number;
 }
 
 /** Blobs checked against the versions at a time (one scan of the versions each; the grace
@@ -50,5 +53,6 @@ export async function prune(
     if (batch.length >= PRUNE_BATCH) await sweep();
   }
   await sweep();
-  return { versions, blobs, bytes };
+  const packs = await data.blobs.sweepPacks(Date.now() - grace);
+  return { versions, blobs, bytes, packs: packs.removed, packBytes: packs.bytes };
 }

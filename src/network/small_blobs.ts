@@ -1,24 +1,27 @@
 /**
- * Small blobs (at most {@link SMALL_BLOB_MAX} bytes) kept in one SQLite file,
- * `blobs/small.db`, each as the zstd frame it arrived in. A pack of thousands of small
- * files then costs one transaction, not a file, a rename and a folder per blob; SQLite
- * reads and writes blobs of this size faster than the file system does.
+ * Small blobs (at most {@link SMALL_BLOB_MAX} bytes), indexed in one SQLite file,
+ * `blobs/small.db`, each as the zstd frame it arrived in: either the frame itself (table
+ * `small`) or where it lies in a kept pack file (table `packed`, see decisions/0048). A
+ * pack of thousands of small files then costs one transaction, not a file, a rename and a
+ * folder per blob, and its frames are not written a second time.
  *
  * @module
  */
+import { closeSync, openSync, readSync } from "node:fs";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { transaction } from "../core/sqlite.ts";
 
 /** Largest blob kept here; larger ones are files. */
 export const SMALL_BLOB_MAX = 1024 * 1024;
 
-/** A small blob as it is stored: the pack entry's body frame. */
-export interface SmallBlob {
+/** A small blob kept inside a pack file: where its frame lies there. */
+export interface PackedBlob {
   hash: string;
   /** Uncompressed size. */
   size: number;
   compression: "zstd" | "none";
-  frame: Uint8Array;
+  offset: number;
+  length: number;
 }
 
 /** Decompresses a zstd frame into exactly `size` bytes. */
@@ -34,16 +37,45 @@ const SCHEMA = `CREATE TABLE IF NOT EXISTS small (
   PRIMARY KEY (device, hash)
 )`;
 
+const PACKED = [
+  `CREATE TABLE IF NOT EXISTS packed (
+    device INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    compression TEXT NOT NULL CHECK (compression IN ('zstd', 'none')),
+    pack TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    touched INTEGER NOT NULL,
+    PRIMARY KEY (device, hash)
+  )`,
+  "CREATE INDEX IF NOT EXISTS packed_pack ON packed (device, pack)",
+];
+
+/** A kept pack's live frames, for {@link SmallBlobs.packUse}. */
+export interface PackUse {
+  /** Frames still referenced, and their bytes. */
+  blobs: number;
+  bytes: number;
+}
+
 /** The small-blob database of one data directory, opened at first use. */
 export class SmallBlobs {
   readonly #path: string;
   #conn: DatabaseSync | undefined;
   readonly #inflate: Inflate;
+  readonly #packFile: (device: number, pack: string) => string;
   readonly #stmts = new Map<string, StatementSync>();
 
-  constructor(path: string, inflate: Inflate) {
+  /** `packFile` names the file of a kept pack. */
+  constructor(
+    path: string,
+    inflate: Inflate,
+    packFile: (device: number, pack: string) => string,
+  ) {
     this.#path = path;
     this.#inflate = inflate;
+    this.#packFile = packFile;
   }
 
   get #db(): DatabaseSync {
@@ -60,6 +92,7 @@ export class SmallBlobs {
       db.exec("PRAGMA journal_mode = TRUNCATE");
       db.exec("PRAGMA synchronous = FULL");
       db.exec(SCHEMA);
+      for (const sql of PACKED) db.exec(sql);
     } catch (err) {
       db.close();
       throw err;
@@ -74,33 +107,44 @@ export class SmallBlobs {
   }
 
   /**
-   * Stores blobs in one transaction (durable when it returns); one already there only has
-   * its age refreshed, so a concurrent prune keeps it.
+   * Records blobs whose frames lie in the kept pack `pack` (already durable), in one
+   * transaction; one already here only has its age refreshed.
    */
-  putMany(device: number, blobs: readonly SmallBlob[]): void {
+  putPacked(device: number, pack: string, blobs: readonly PackedBlob[]): void {
     const now = Date.now();
     const put = this.#stmt(
-      `INSERT INTO small (device, hash, size, compression, frame, touched) VALUES (?, ?, ?, ?, ?, ?)
+      `INSERT INTO packed (device, hash, size, compression, pack, offset, length, touched)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (device, hash) DO UPDATE SET touched = excluded.touched`,
     );
     transaction(this.#db, () => {
-      for (const b of blobs) put.run(device, b.hash, b.size, b.compression, b.frame, now);
+      for (const b of blobs) {
+        put.run(device, b.hash, b.size, b.compression, pack, b.offset, b.length, now);
+      }
     });
   }
 
   /** Refreshes a blob's age, so a concurrent prune keeps it; false when it is not here. */
   touch(device: number, hash: string): boolean {
-    return this.#stmt("UPDATE small SET touched = ? WHERE device = ? AND hash = ?")
-      .run(Date.now(), device, hash).changes > 0;
+    const now = Date.now();
+    let n = 0;
+    for (const table of ["small", "packed"]) {
+      n += Number(
+        this.#stmt(`UPDATE ${table} SET touched = ? WHERE device = ? AND hash = ?`)
+          .run(now, device, hash).changes,
+      );
+    }
+    return n > 0;
   }
 
   /** Size of a blob, or undefined when it is not here. */
   size(device: number, hash: string): number | undefined {
-    const r = this.#stmt("SELECT size FROM small WHERE device = ? AND hash = ?").get(
-      device,
-      hash,
-    ) as { size: number } | undefined;
-    return r?.size;
+    for (const table of ["small", "packed"]) {
+      const r = this.#stmt(`SELECT size FROM ${table} WHERE device = ? AND hash = ?`)
+        .get(device, hash) as { size: number } | undefined;
+      if (r) return r.size;
+    }
+    return undefined;
   }
 
   /** A blob's content, or undefined when it is not here. */
@@ -108,29 +152,99 @@ export class SmallBlobs {
     const r = this.#stmt(
       "SELECT size, compression, frame FROM small WHERE device = ? AND hash = ?",
     ).get(device, hash) as { size: number; compression: string; frame: Uint8Array } | undefined;
-    if (!r) return undefined;
-    return r.compression === "zstd" ? this.#inflate(r.frame, r.size) : r.frame;
+    if (r) return r.compression === "zstd" ? this.#inflate(r.frame, r.size) : r.frame;
+    const p = this.#stmt(
+      "SELECT size, compression, pack, offset, length FROM packed WHERE device = ? AND hash = ?",
+    ).get(device, hash) as
+      | { size: number; compression: string; pack: string; offset: number; length: number }
+      | undefined;
+    if (!p) return undefined;
+    const frame = this.#readFrame(device, p.pack, p.offset, p.length);
+    return p.compression === "zstd" ? this.#inflate(frame, p.size) : frame;
+  }
+
+  #readFrame(device: number, pack: string, offset: number, length: number): Uint8Array {
+    const fd = openSync(this.#packFile(device, pack), "r");
+    try {
+      const frame = new Uint8Array(length);
+      let got = 0;
+      while (got < length) {
+        const n = readSync(fd, frame, got, length - got, offset + got);
+        if (n === 0) throw new Error(`kept pack ${pack} is shorter than its index says`);
+        got += n;
+      }
+      return frame;
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** Removes a blob not touched since `olderThanMs`; true when removed. */
   remove(device: number, hash: string, olderThanMs: number): boolean {
-    return this.#stmt("DELETE FROM small WHERE device = ? AND hash = ? AND touched <= ?")
-      .run(device, hash, olderThanMs).changes > 0;
+    let n = 0;
+    for (const table of ["small", "packed"]) {
+      n += Number(
+        this.#stmt(`DELETE FROM ${table} WHERE device = ? AND hash = ? AND touched <= ?`)
+          .run(device, hash, olderThanMs).changes,
+      );
+    }
+    return n > 0;
+  }
+
+  /** How much of the kept pack `pack` is still referenced. */
+  packUse(device: number, pack: string): PackUse {
+    const r = this.#stmt(
+      "SELECT count(*) AS blobs, coalesce(sum(length), 0) AS bytes FROM packed WHERE device = ? AND pack = ?",
+    ).get(device, pack) as { blobs: number; bytes: number };
+    return { blobs: r.blobs, bytes: r.bytes };
+  }
+
+  /**
+   * Moves the blobs still referenced in the kept pack `pack` into `small` as frames, in one
+   * transaction, so the pack file can go (a pack mostly unused otherwise stays for good).
+   * Returns how many moved.
+   */
+  unpack(device: number, pack: string): number {
+    return transaction(this.#db, () => {
+      const rows = this.#stmt(
+        "SELECT hash, size, compression, offset, length, touched FROM packed WHERE device = ? AND pack = ?",
+      ).all(device, pack) as {
+        hash: string;
+        size: number;
+        compression: string;
+        offset: number;
+        length: number;
+        touched: number;
+      }[];
+      const put = this.#stmt(
+        `INSERT INTO small (device, hash, size, compression, frame, touched)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (device, hash) DO UPDATE SET touched = max(touched, excluded.touched)`,
+      );
+      for (const r of rows) {
+        const frame = this.#readFrame(device, pack, r.offset, r.length);
+        put.run(device, r.hash, r.size, r.compression, frame, r.touched);
+      }
+      this.#stmt("DELETE FROM packed WHERE device = ? AND pack = ?").run(device, pack);
+      return rows.length;
+    });
   }
 
   /** Every blob here, a page at a time (the caller may remove rows meanwhile). */
   *list(): Iterable<{ device: number; hash: string; size: number }> {
-    const page = this.#stmt(
-      `SELECT device, hash, size FROM small WHERE (device, hash) > (?, ?)
-       ORDER BY device, hash LIMIT 1000`,
-    );
-    let after: [number, string] = [-1, ""];
-    for (;;) {
-      const rows = page.all(...after) as { device: number; hash: string; size: number }[];
-      if (rows.length === 0) return;
-      yield* rows;
-      const last = rows[rows.length - 1]!;
-      after = [last.device, last.hash];
+    for (const table of ["small", "packed"]) {
+      const page = this.#stmt(
+        `SELECT device, hash, size FROM ${table} WHERE (device, hash) > (?, ?)
+         ORDER BY device, hash LIMIT 1000`,
+      );
+      let after: [number, string] = [-1, ""];
+      for (;;) {
+        const rows = page.all(...after) as { device: number; hash: string; size: number }[];
+        if (rows.length === 0) break;
+        yield* rows;
+        const last = rows[rows.length - 1]!;
+        after = [last.device, last.hash];
+      }
     }
   }
 

@@ -6,12 +6,29 @@
  * @module
  */
 import type { Readable } from "node:stream";
-import type { SmallBlob } from "./small_blobs.ts";
+import type { PackedBlob } from "./small_blobs.ts";
 
 /** A byte range, both ends inclusive (as in HTTP `Range`). */
 export interface ByteRange {
   start: number;
   end: number;
+}
+
+/** A verified pack file kept as the container of its small blobs' frames. */
+export interface KeptPack {
+  /** Where the verified pack is now. */
+  path: string;
+  /** SHA-256 hex of the pack (its trailer): its name once kept. */
+  sha256: string;
+}
+
+/** What {@link BlobStore.sweepPacks} did. */
+export interface PackSweep {
+  /** Kept packs removed, and their bytes. */
+  removed: number;
+  bytes: number;
+  /** Blobs moved out of mostly unused packs before those were removed. */
+  unpacked: number;
 }
 
 /** Where blobs live. Every method is safe to call concurrently. */
@@ -28,10 +45,16 @@ export interface BlobStore {
    */
   putMany(device: number, blobs: readonly { hash: string; file: string }[]): Promise<void>;
   /**
-   * Stores small blobs (at most 1 MiB each) given as the pack frames they arrived in, in
-   * one durable step. Like {@link putMany}, a blob already there only has its age refreshed.
+   * Stores small blobs (at most 1 MiB each) as the frames they arrived in, kept where they
+   * lie in the verified pack `pack` (which stays, under its SHA-256), in one durable step.
+   * Like {@link putMany}, a blob already there only has its age refreshed.
    */
-  putFrames(device: number, blobs: readonly SmallBlob[]): Promise<void>;
+  putPacked(device: number, pack: KeptPack, blobs: readonly PackedBlob[]): Promise<void>;
+  /**
+   * Removes kept packs not changed since `olderThanMs` whose blobs are all gone; one whose
+   * referenced frames fill less than half of it has them moved out first.
+   */
+  sweepPacks(olderThanMs: number): Promise<PackSweep>;
   /** Reads a blob (or a range of it). */
   read(device: number, hash: string, range?: ByteRange): Readable;
   /** A local file path with the blob's content (for patching); call `release` when done. */

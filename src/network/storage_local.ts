@@ -5,15 +5,15 @@
  */
 import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, utimesSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, link, mkdir, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { ZSTD_WINDOW_LOG_MAX } from "../ccs/pack_format.ts";
 import { errnoCode } from "../core/errors.ts";
 import { syncDir, syncFile } from "./durable.ts";
 import { loadNative } from "./native.ts";
-import { type SmallBlob, SmallBlobs } from "./small_blobs.ts";
-import type { BlobStore, ByteRange } from "./storage.ts";
+import { type PackedBlob, SmallBlobs } from "./small_blobs.ts";
+import type { BlobStore, ByteRange, KeptPack, PackSweep } from "./storage.ts";
 
 const HEX64 = /^[0-9a-f]{64}$/;
 /** fsyncs in flight at once: the file system merges their journal commits. */
@@ -32,9 +32,14 @@ async function eachLimit<T>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
+/** A kept pack whose referenced frames are less than this share of it is unpacked. */
+const UNPACK_BELOW = 0.5;
+const PACK_NAME = /^[0-9a-f]{64}$/;
+
 /**
  * A {@link BlobStore} on a local directory: large blobs are files, small ones rows of
- * `blobs/small.db` ({@link SmallBlobs}).
+ * `blobs/small.db` ({@link SmallBlobs}), whose frames lie in the row or in a kept pack file,
+ * `blobs/packs/<device>/<sha256>.pack`.
  */
 export class LocalBlobStore implements BlobStore {
   readonly name = "local";
@@ -55,7 +60,17 @@ export class LocalBlobStore implements BlobStore {
     this.#small ??= new SmallBlobs(
       join(this.root, "small.db"),
       (frame, size) => native.zstdDecompress(frame, size, ZSTD_WINDOW_LOG_MAX),
+      (device, pack) => this.#packPath(device, pack),
     );
+  }
+
+  #packDir(device: number): string {
+    return join(this.root, "packs", String(device));
+  }
+
+  #packPath(device: number, pack: string): string {
+    if (!PACK_NAME.test(pack) || !Number.isSafeInteger(device)) throw new Error("bad pack name");
+    return join(this.#packDir(device), `${pack}.pack`);
   }
 
   get #smalls(): SmallBlobs {
@@ -69,17 +84,60 @@ export class LocalBlobStore implements BlobStore {
     this.#small = undefined;
   }
 
-  putFrames(device: number, blobs: readonly SmallBlob[]): Promise<void> {
-    // A blob already stored as a file stays a file.
+  async putPacked(device: number, pack: KeptPack, blobs: readonly PackedBlob[]): Promise<void> {
+    if (blobs.length === 0) return;
+    const dir = this.#packDir(device);
+    const dest = this.#packPath(device, pack.sha256);
+    const made = await mkdir(dir, { recursive: true });
+    try {
+      // A second name for the verified upload, not a copy: its bytes are written once.
+      await link(pack.path, dest);
+    } catch (err) {
+      const code = errnoCode(err);
+      // EEXIST: the same bytes (the name is their SHA-256), kept by an earlier apply.
+      if (code !== "EEXIST") {
+        if (code !== "EXDEV" && code !== "EPERM" && code !== "ENOTSUP") throw err;
+        const tmp = join(this.tmpDir, `${randomBytes(12).toString("hex")}.pack`);
+        await copyFile(pack.path, tmp);
+        await syncFile(tmp); // whole before it has the name a later apply trusts
+        renameSync(tmp, dest);
+      }
+    }
+    // New to a sweep's eyes, whatever its age: a sweep never removes a pack about to be used.
     const now = new Date();
-    const fresh = blobs.filter((b) => {
-      const p = this.#path(device, b.hash);
-      if (!existsSync(p)) return true;
-      utimesSync(p, now, now);
-      return false;
-    });
-    if (fresh.length > 0) this.#smalls.putMany(device, fresh);
-    return Promise.resolve();
+    await utimes(dest, now, now);
+    await syncFile(dest);
+    for (let d = dir; made !== undefined && d.length >= made.length; d = dirname(d)) {
+      await syncDir(dirname(d));
+    }
+    await syncDir(dir);
+    this.#smalls.putPacked(device, pack.sha256, blobs);
+  }
+
+  async sweepPacks(olderThanMs: number): Promise<PackSweep> {
+    const out: PackSweep = { removed: 0, unpacked: 0, bytes: 0 };
+    const packs = join(this.root, "packs");
+    for (const dev of await readdir(packs).catch(() => [] as string[])) {
+      if (!/^\d+$/.test(dev)) continue;
+      const device = Number(dev);
+      for (const name of await readdir(join(packs, dev))) {
+        const sha = name.endsWith(".pack") ? name.slice(0, -5) : "";
+        if (!PACK_NAME.test(sha)) continue;
+        const file = this.#packPath(device, sha);
+        const st = await stat(file).catch(() => undefined);
+        // A pack made or used within the grace period may be about to get its index rows.
+        if (!st || st.mtimeMs > olderThanMs) continue;
+        const use = this.#smalls.packUse(device, sha);
+        if (use.blobs > 0 && use.bytes >= st.size * UNPACK_BELOW) continue;
+        // Mostly unused: what is still referenced moves into small.db first, then the
+        // file goes. A crash in between leaves the file to the next sweep.
+        if (use.blobs > 0) out.unpacked += this.#smalls.unpack(device, sha);
+        await rm(file, { force: true });
+        out.removed++;
+        out.bytes += st.size;
+      }
+    }
+    return out;
   }
 
   #path(device: number, hash: string): string {

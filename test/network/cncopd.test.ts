@@ -474,7 +474,8 @@ describe("cncopd check and restore verification", () => {
     await d.cleanup();
   });
 
-  // 100 kB is kept in blobs/small.db, 1.5 MB as a file: both are checked and verified.
+  // 100 kB is kept in its pack (indexed in blobs/small.db), 1.5 MB as a file: both are
+  // checked and verified.
   for (const size of [100_000, 1_500_000]) {
     test(`content ranges, request limits, a corrupt ${size}-byte blob found by check and refused by restore`, async () => {
       const job = String(20 + size % 7);
@@ -503,12 +504,13 @@ describe("cncopd check and restore verification", () => {
       assert.equal(existsSync(blob), !small);
       const db = small ? new DatabaseSync(join(d.dataDir, "blobs", "small.db")) : undefined;
       if (db) {
-        const row = db.prepare("SELECT frame FROM small WHERE hash = ?").get(hash) as {
-          frame: Uint8Array;
-        };
-        const frame = Buffer.from(row.frame);
-        frame[frame.length >> 1]! ^= 1;
-        db.prepare("UPDATE small SET frame = ? WHERE hash = ?").run(frame, hash);
+        const row = db.prepare("SELECT pack, offset, length FROM packed WHERE hash = ?").get(
+          hash,
+        ) as { pack: string; offset: number; length: number };
+        const kept = join(d.dataDir, "blobs", "packs", "1", `${row.pack}.pack`);
+        const bytes = await readFile(kept);
+        bytes[row.offset + (row.length >> 1)]! ^= 1;
+        await writeFile(kept, bytes);
       } else {
         const bytes = await readFile(blob);
         bytes[500]! ^= 1;
@@ -521,7 +523,7 @@ describe("cncopd check and restore verification", () => {
       await assert.rejects(restoreFiles({ client, job, to }));
       await assert.rejects(stat(join(to, "chk.bin")), { code: "ENOENT" });
       if (db) {
-        db.prepare("DELETE FROM small WHERE hash = ?").run(hash);
+        db.prepare("DELETE FROM packed WHERE hash = ?").run(hash);
         db.close();
       } else await rm(blob);
       assert.match((await d.admin(["check"])).stdout, /missing\tdevice 1/);
