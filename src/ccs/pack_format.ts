@@ -82,6 +82,7 @@ export interface PackHeader {
   created: string;
 }
 
+const utf8 = new TextEncoder();
 const KINDS: readonly string[] = ["add", "update", "move", "delete"];
 const HEX64 = /^[0-9a-f]{64}$/;
 const DECIMAL = /^(0|[1-9][0-9]{0,19})$/;
@@ -97,7 +98,8 @@ export function checkPackPath(path: unknown, field = "path"): string {
   if (typeof path !== "string" || path.length === 0) {
     throw new PackRejectedError(`pack ${field} is missing`);
   }
-  if (new TextEncoder().encode(path).length > MAX_PATH_BYTES) {
+  // A UTF-16 unit is at most 3 UTF-8 bytes: most paths need no encoding to be measured.
+  if (path.length * 3 > MAX_PATH_BYTES && utf8.encode(path).length > MAX_PATH_BYTES) {
     throw new PackRejectedError(`pack ${field} is longer than ${MAX_PATH_BYTES} bytes`);
   }
   // deno-lint-ignore no-control-regex

@@ -131,22 +131,30 @@ class PackFile {
   async flush(force = false): Promise<void> {
     if (this.#pendingBytes === 0 || (!force && this.#pendingBytes < 1 << 20)) return;
     const bufs = this.#pending;
+    const total = this.#pendingBytes;
     this.#pending = [];
     this.#pendingBytes = 0;
-    await writeAll(this.#fh, Buffer.concat(bufs));
+    // Gathered, not copied into one buffer first; a short write (rare) finishes by copy.
+    const { bytesWritten } = await this.#fh.writev(bufs);
+    if (bytesWritten < total) {
+      await writeAll(this.#fh, Buffer.concat(bufs).subarray(bytesWritten));
+    }
   }
 
   putU32(n: number): void {
-    const b = Buffer.alloc(4);
+    const b = Buffer.allocUnsafe(4);
     b.writeUInt32BE(n);
     this.put(b);
   }
 
-  /** Header length and header of an entry. */
+  /** Header length and header of an entry, as one buffer. */
   putHeader(header: PackHeader): void {
-    const bytes = Buffer.from(JSON.stringify(header), "utf8");
-    this.putU32(bytes.length);
-    this.put(bytes);
+    const json = JSON.stringify(header);
+    const len = Buffer.byteLength(json);
+    const b = Buffer.allocUnsafe(4 + len);
+    b.writeUInt32BE(len);
+    b.write(json, 4, "utf8");
+    this.put(b);
   }
 
   /** Ends the entries, writes the trailer, fsyncs and renames into place. */
