@@ -95,8 +95,9 @@ pub fn zstd_decompress(data: Uint8Array, max_size: u32, window_log_max: u32) -> 
 /// A small file read for a pack entry (see `readFilesForPack`).
 #[napi(object)]
 pub struct FileForPack {
-    /// The zstd frame when `compressed`, else the content.
-    pub data: Buffer,
+    /// Bytes of its data in the batch's `data`, right after the previous file's: the zstd
+    /// frame when `compressed`, else the content.
+    pub length: u32,
     pub compressed: bool,
     pub blake3: String,
     /// Size and mtime (ns, decimal) of the file after it was read.
@@ -106,35 +107,53 @@ pub struct FileForPack {
     pub error: String,
 }
 
+/// A batch of small files read for pack entries: their data end to end in one buffer (a
+/// buffer per file cost the JS side a finalizer and a share of a garbage collection each).
+#[napi(object)]
+pub struct FilesForPack {
+    pub data: Buffer,
+    pub files: Vec<FileForPack>,
+}
+
 pub struct ReadForPackTask {
     paths: Vec<String>,
     level: i32,
 }
 
 impl Task for ReadForPackTask {
-    type Output = Vec<read_pack::ReadFile>;
-    type JsValue = Vec<FileForPack>;
-    fn compute(&mut self) -> Result<Vec<read_pack::ReadFile>> {
-        Ok(read_pack::read_many(&self.paths, self.level))
+    type Output = (Vec<u8>, Vec<read_pack::ReadFile>);
+    type JsValue = FilesForPack;
+    fn compute(&mut self) -> Result<Self::Output> {
+        let mut files = read_pack::read_many(&self.paths, self.level);
+        let mut data = Vec::with_capacity(files.iter().map(|f| f.data.len()).sum());
+        for f in &mut files {
+            data.extend_from_slice(&f.data);
+            f.data = Vec::new();
+        }
+        Ok((data, files))
     }
-    fn resolve(&mut self, _env: Env, out: Vec<read_pack::ReadFile>) -> Result<Vec<FileForPack>> {
-        Ok(out
-            .into_iter()
-            .map(|r| FileForPack {
-                data: Buffer::from(r.data),
-                compressed: r.compressed,
-                blake3: r.blake3,
-                size: r.size as f64,
-                mtime_ns: r.mtime_ns.to_string(),
-                error: r.error,
-            })
-            .collect())
+    fn resolve(&mut self, _env: Env, out: Self::Output) -> Result<FilesForPack> {
+        let (data, files) = out;
+        Ok(FilesForPack {
+            data: Buffer::from(data),
+            files: files
+                .into_iter()
+                .map(|r| FileForPack {
+                    length: r.length as u32,
+                    compressed: r.compressed,
+                    blake3: r.blake3,
+                    size: r.size as f64,
+                    mtime_ns: r.mtime_ns.to_string(),
+                    error: r.error,
+                })
+                .collect(),
+        })
     }
 }
 
 /// Reads, hashes (BLAKE3) and zstd-compresses many small files on every core, off the JS
 /// thread; errors are per file.
-#[napi(ts_return_type = "Promise<FileForPack[]>")]
+#[napi(ts_return_type = "Promise<FilesForPack>")]
 pub fn read_files_for_pack(paths: Vec<String>, level: i32) -> AsyncTask<ReadForPackTask> {
     AsyncTask::new(ReadForPackTask { paths, level })
 }

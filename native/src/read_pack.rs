@@ -11,6 +11,8 @@ use rayon::prelude::*;
 pub struct ReadFile {
     /// The zstd frame when it is smaller than the content, else the content.
     pub data: Vec<u8>,
+    /// Bytes of `data` (kept when the caller moves `data` elsewhere).
+    pub length: usize,
     pub compressed: bool,
     /// BLAKE3 hex of the content.
     pub blake3: String,
@@ -80,6 +82,7 @@ fn read_one(path: &Path, level: i32) -> io::Result<ReadFile> {
         (content, false)
     };
     Ok(ReadFile {
+        length: data.len(),
         data,
         compressed,
         blake3,
@@ -104,6 +107,7 @@ pub fn read_many(paths: &[String], level: i32) -> Vec<ReadFile> {
         .map(|p| {
             read_one(Path::new(p), level).unwrap_or_else(|e| ReadFile {
                 data: Vec::new(),
+                length: 0,
                 compressed: false,
                 blake3: String::new(),
                 size: 0,

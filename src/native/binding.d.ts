@@ -35,8 +35,11 @@ export interface DeltaStats {
 
 /** A small file read for a pack entry (see `readFilesForPack`). */
 export interface FileForPack {
-  /** The zstd frame when `compressed`, else the content. */
-  data: Buffer
+  /**
+   * Bytes of its data in the batch's `data`, right after the previous file's: the zstd
+   * frame when `compressed`, else the content.
+   */
+  length: number
   compressed: boolean
   blake3: string
   /** Size and mtime (ns, decimal) of the file after it was read. */
@@ -44,6 +47,15 @@ export interface FileForPack {
   mtimeNs: string
   /** "" when read, else an error code (`ENOENT`, `EACCES`, `EIO`) and text. */
   error: string
+}
+
+/**
+ * A batch of small files read for pack entries: their data end to end in one buffer (a
+ * buffer per file cost the JS side a finalizer and a share of a garbage collection each).
+ */
+export interface FilesForPack {
+  data: Buffer
+  files: Array<FileForPack>
 }
 
 /** Reads a named fork; null when absent. */
@@ -79,7 +91,7 @@ export declare function patch(basePath: string, deltaPath: string, outPath: stri
  * Reads, hashes (BLAKE3) and zstd-compresses many small files on every core, off the JS
  * thread; errors are per file.
  */
-export declare function readFilesForPack(paths: Array<string>, level: number): Promise<FileForPack[]>
+export declare function readFilesForPack(paths: Array<string>, level: number): Promise<FilesForPack>
 
 /** Writes the block signature of `basePath` to `sigPath`; `blockSize` 0 chooses it. */
 export declare function signature(basePath: string, sigPath: string, blockSize?: number | undefined | null): Promise<void>
