@@ -10,6 +10,44 @@ import { statSync } from "node:fs";
 import { native } from "../native/mod.ts";
 import type { WorkDb } from "./work_queue.ts";
 
+/**
+ * A fork's state: version byte 1, the BLAKE3 (32 bytes), the size (u64) and the mtime in
+ * ns (i64), little-endian: 49 bytes. Small enough to sit inside an ext4 inode (the JSON of
+ * before, 109 bytes, made the file system allocate a 4 KB block per file: a first backup
+ * of the Linux tree wrote 340 MB of them, and took 2 s longer).
+ */
+export function encodeForkState(hash: string, size: number, mtimeNs: string): Uint8Array {
+  const b = new Uint8Array(49);
+  const dv = new DataView(b.buffer);
+  b[0] = 1;
+  for (let i = 0; i < 32; i++) b[1 + i] = parseInt(hash.slice(2 * i, 2 * i + 2), 16);
+  dv.setBigUint64(33, BigInt(size), true);
+  dv.setBigInt64(41, BigInt(mtimeNs), true);
+  return b;
+}
+
+/** A fork's state: the binary form, or the JSON `{h, s, m}` of earlier versions. */
+export function decodeForkState(
+  b: Uint8Array,
+): { hash: string; size: number; mtimeNs: string } | undefined {
+  if (b.length === 49 && b[0] === 1) {
+    const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    let hash = "";
+    for (let i = 1; i < 33; i++) hash += b[i]!.toString(16).padStart(2, "0");
+    return {
+      hash,
+      size: Number(dv.getBigUint64(33, true)),
+      mtimeNs: String(dv.getBigInt64(41, true)),
+    };
+  }
+  if (b[0] !== 0x7b) return undefined; // "{"
+  const s = JSON.parse(new TextDecoder().decode(b)) as { h?: unknown; s?: unknown; m?: unknown };
+  if (typeof s.h !== "string" || typeof s.s !== "number" || typeof s.m !== "string") {
+    return undefined;
+  }
+  return { hash: s.h, size: s.s, mtimeNs: s.m };
+}
+
 /** Name of the fork holding the state. */
 export const FORK_NAME = "cncop.state";
 
@@ -75,9 +113,8 @@ export class FileStates {
     if (!this.#forks) return undefined;
     try {
       const buf = native.forkRead(f.abs, FORK_NAME);
-      if (!buf) return undefined;
-      const s = JSON.parse(buf.toString("utf8")) as { h?: string; s?: number; m?: string };
-      if (s.s === f.size && s.m === f.mtimeNs && typeof s.h === "string") return s.h;
+      const s = buf ? decodeForkState(buf) : undefined;
+      if (s && s.size === f.size && s.mtimeNs === f.mtimeNs) return s.hash;
     } catch {
       // unreadable or foreign fork: hash instead
     }
@@ -88,11 +125,7 @@ export class FileStates {
   remember(f: StatFile, hash: string): void {
     if (!this.#forks) return;
     try {
-      native.forkWrite(
-        f.abs,
-        FORK_NAME,
-        Buffer.from(JSON.stringify({ h: hash, s: f.size, m: f.mtimeNs })),
-      );
+      native.forkWrite(f.abs, FORK_NAME, encodeForkState(hash, f.size, f.mtimeNs));
     } catch {
       // read-only file or filesystem: the file cache still has it
     }
