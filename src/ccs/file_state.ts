@@ -20,7 +20,7 @@ export function encodeForkState(hash: string, size: number, mtimeNs: string): Ui
   const b = new Uint8Array(49);
   const dv = new DataView(b.buffer);
   b[0] = 1;
-  for (let i = 0; i < 32; i++) b[1 + i] = parseInt(hash.slice(2 * i, 2 * i + 2), 16);
+  b.set(Buffer.from(hash, "hex").subarray(0, 32), 1);
   dv.setBigUint64(33, BigInt(size), true);
   dv.setBigInt64(41, BigInt(mtimeNs), true);
   return b;
@@ -32,10 +32,8 @@ export function decodeForkState(
 ): { hash: string; size: number; mtimeNs: string } | undefined {
   if (b.length === 49 && b[0] === 1) {
     const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-    let hash = "";
-    for (let i = 1; i < 33; i++) hash += b[i]!.toString(16).padStart(2, "0");
     return {
-      hash,
+      hash: Buffer.from(b.buffer, b.byteOffset + 1, 32).toString("hex"),
       size: Number(dv.getBigUint64(33, true)),
       mtimeNs: String(dv.getBigInt64(41, true)),
     };
