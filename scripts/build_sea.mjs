@@ -2,15 +2,18 @@
 // Builds the single executable (`cncop`, `cncop.exe`) for one platform:
 //   1. esbuild bundles src/cli/sea_main.ts (and everything it reaches, zx included) into one
 //      script, cncop.cjs: CommonJS, the only format a Node 24 SEA runs (see bundle());
-//   2. `node --experimental-sea-config` makes the SEA blob: the bundle plus the native addon
-//      (asset `cncop_native.node`, with its SHA-256 as asset `cncop_native.node.sha256`);
+//   2. `node --experimental-sea-config` makes the SEA blob: the loader sea_loader.cjs (from
+//      src/cli/sea_loader.ts) as the main script, which runs the bundle (asset `cncop.cjs`,
+//      with its SHA-256 as `cncop.cjs.sha256`) through a code cache made on the user's
+//      machine, and the native addon (asset `cncop_native.node`, with its SHA-256 as asset
+//      `cncop_native.node.sha256`);
 //   3. postject injects the blob into the official Node binary of the same version for that
 //      platform (the pinned `node` devDependency for the build machine, else
 //      `npm pack node-<os>-<arch>@<version>`), re-signed ad hoc on macOS.
 // Outputs go to build/sea/<os>-<arch>/: cncop[.exe], cncop.cjs (the bundle), manifest.json.
 //
 // Usage: node scripts/build_sea.mjs [--target linux-x64] [--out DIR] [--no-native]
-//                                   [--native FILE] [--code-cache]
+//                                   [--native FILE]
 import { createHash } from "node:crypto";
 import {
   chmodSync,
@@ -191,9 +194,31 @@ export async function bundle(outfile) {
 }
 
 /**
+ * Bundles the SEA's main script, `src/cli/sea_loader.ts`, into `outfile` (CommonJS) and
+ * returns its SHA-256: it runs the embedded bundle through a code cache made on the user's
+ * machine (see that file).
+ */
+export async function bundleLoader(outfile) {
+  const esbuild = await import("esbuild");
+  await esbuild.build({
+    absWorkingDir: repo,
+    entryPoints: ["src/cli/sea_loader.ts"],
+    bundle: true,
+    outfile,
+    platform: "node",
+    format: "cjs",
+    target: "node24",
+    footer: { js: "module.exports.startSea({ require, module, exports, __filename, __dirname });" },
+    legalComments: "eof",
+    logLevel: "warning",
+  });
+  return sha256(readFileSync(outfile));
+}
+
+/**
  * Builds the executable for `target` and returns what it made.
  *
- * @param {{ target?: string, out?: string, native?: string | false, codeCache?: boolean }} opts
+ * @param {{ target?: string, out?: string, native?: string | false }} opts
  */
 export async function buildSea(opts = {}) {
   const target = opts.target ?? hostTarget();
@@ -201,17 +226,18 @@ export async function buildSea(opts = {}) {
   const version = pinnedNodeVersion();
   const isWin = target.startsWith("win32-");
   const isMac = target.startsWith("darwin-");
-  // A V8 code cache halves the start-up time (~60 ms -> ~30 ms for --help) but is not
-  // byte-reproducible, and is specific to the V8 that made it: off unless asked for, and
-  // only when building for the host.
-  const codeCache = (opts.codeCache ?? false) && target === hostTarget();
+  // No V8 code cache in the blob: its bytes differ from build to build. The loader makes
+  // one per program on the user's machine instead (src/cli/sea_loader.ts).
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
 
   const bundleFile = join(out, "cncop.cjs");
   const bundleSha = await bundle(bundleFile);
+  const loaderSha = await bundleLoader(join(out, "sea_loader.cjs"));
+  writeFileSync(join(out, "cncop.cjs.sha256"), bundleSha + "\n");
 
-  const assets = {};
+  // The program is an asset the main script (the loader) runs through a code cache.
+  const assets = { "cncop.cjs": "cncop.cjs", "cncop.cjs.sha256": "cncop.cjs.sha256" };
   let nativeSha = null;
   // The addon in native/ is the build machine's: another target gets one only with --native.
   const nativeFile = opts.native === false || (opts.native === undefined && target !== hostTarget())
@@ -227,11 +253,11 @@ export async function buildSea(opts = {}) {
   }
 
   const config = {
-    main: "cncop.cjs",
+    main: "sea_loader.cjs",
     output: "sea-prep.blob",
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
-    useCodeCache: codeCache,
+    useCodeCache: false,
     // A device's NODE_OPTIONS (meant for some other Node program) must not reach cncop.
     execArgvExtension: "none",
     execArgv: [...NODE_FLAGS],
@@ -275,8 +301,8 @@ export async function buildSea(opts = {}) {
   const manifest = {
     target,
     node: version,
-    codeCache,
     bundle: { file: "cncop.cjs", sha256: bundleSha },
+    loader: { file: "sea_loader.cjs", sha256: loaderSha },
     native: nativeSha === null ? null : { sha256: nativeSha },
     executable: { file: isWin ? "cncop.exe" : "cncop", sha256: sha256(readFileSync(exe)) },
   };
@@ -292,7 +318,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   if (argv.help) {
     console.log(
       "Usage: node scripts/build_sea.mjs [--target os-arch] [--out DIR] [--no-native] " +
-        "[--native FILE] [--code-cache]",
+        "[--native FILE]",
     );
     process.exit(0);
   }
@@ -305,7 +331,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
     target: argv.target,
     out: argv.out,
     native: process.argv.includes("--no-native") ? false : native,
-    codeCache: process.argv.includes("--code-cache"),
   });
   console.log(`build:sea: ${relative(process.cwd(), r.exe)} (${r.target}, node ${r.node})`);
   console.log(`  bundle sha256 ${r.bundle.sha256}`);

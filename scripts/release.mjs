@@ -12,7 +12,7 @@
 // fixed mode, in name order: building twice from the same tree gives the same bytes
 // (docs/release.md says when the executable itself differs).
 //
-// Usage: node scripts/release.mjs [--target os-arch] [--out DIR] [--no-native] [--code-cache]
+// Usage: node scripts/release.mjs [--target os-arch] [--out DIR] [--no-native]
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -165,7 +165,7 @@ export async function releaseEntries(top, exe, windows) {
 /**
  * Builds the executable and the release archive for `target` into `out`.
  *
- * @param {{ target?: string, out?: string, native?: string | false, codeCache?: boolean }} opts
+ * @param {{ target?: string, out?: string, native?: string | false }} opts
  */
 export async function release(opts = {}) {
   const target = opts.target ?? hostTarget();
@@ -176,7 +176,6 @@ export async function release(opts = {}) {
     target,
     out: join(dirname(out), "sea", target),
     native: opts.native,
-    codeCache: opts.codeCache,
   });
   const top = `cncop-${version}-${os}-${arch}`;
   const mtime = await sourceDateEpoch();
@@ -199,7 +198,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   if (argv.help) {
     console.log(
       "Usage: node scripts/release.mjs [--target os-arch] [--out DIR] [--no-native] " +
-        "[--native FILE] [--code-cache]",
+        "[--native FILE]",
     );
     process.exit(0);
   }
@@ -207,7 +206,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
     target: argv.target,
     out: argv.out,
     native: process.argv.includes("--no-native") ? false : argv.native,
-    codeCache: process.argv.includes("--code-cache"),
   });
   const mb = (n) => `${(n / 1048576).toFixed(1)} MB`;
   console.log(`release: ${relative(process.cwd(), r.archive)} (${mb(r.size)})`);

@@ -101,6 +101,25 @@ export function cacheRoots(
   return roots;
 }
 
+/**
+ * The first cache root (see {@link cacheRoots}) that is, or can be made, a private
+ * directory of the current user; undefined when none can.
+ */
+export function privateCacheDir(
+  env: Record<string, string | undefined> = process.env,
+): string | undefined {
+  const roots = cacheRoots(env);
+  for (const [i, root] of roots.entries()) {
+    try {
+      ensurePrivateDir(root, i === roots.length - 1);
+      return root;
+    } catch {
+      // the next one
+    }
+  }
+  return undefined;
+}
+
 function message(e: unknown): string {
   const code = (e as { code?: unknown }).code;
   return typeof code === "string" ? code : e instanceof Error ? e.message : String(e);

@@ -1,0 +1,125 @@
+/**
+ * The main script of the single executable: runs the program's bundle, embedded as the SEA
+ * asset `cncop.cjs`, through a V8 code cache kept beside the extracted native addon, one
+ * per program (`<cache>/code-<bundle sha256>-<node version>-<arch>-<program>.bin`, see
+ * `privateCacheDir` and {@link programKey}).
+ *
+ * A code cache made at build time would halve every start (V8 then neither parses nor
+ * compiles the bundle), but its bytes differ from build to build, and release builds are
+ * reproducible. So the first run on a machine compiles as before and, when it exits, saves
+ * what V8 compiled (the functions that ran included); the next runs start from it. A cache
+ * V8 refuses (another V8, other flags, damaged) is made again; one that cannot be written is
+ * only a slower start.
+ *
+ * @module
+ */
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { constants, Script } from "node:vm";
+import { privateCacheDir, type SeaApi } from "../native/sea_asset.ts";
+
+/** The SEA asset keys of the bundle and its SHA-256 (hex), written by scripts/build_sea.mjs. */
+export const BUNDLE_ASSET = "cncop.cjs";
+export const BUNDLE_HASH_ASSET = "cncop.cjs.sha256";
+
+/**
+ * The program a start runs, as the dispatcher will see it: the name the executable was
+ * started under (`Bin/backupagentnq`), else the first argument (`cncop backupagentnq`).
+ * Each program has its own cache: V8 caches the functions the first run compiled, and
+ * programs run different code.
+ */
+export function programKey(argv0: string, args: readonly string[]): string {
+  // Either separator: a Windows path is a Windows path wherever this runs.
+  let name = (argv0.split(/[\\/]/).pop() ?? "").replace(/\.exe$/i, "").toLowerCase();
+  if (name === "cncop" && args[0] !== undefined && /^[a-z][a-z0-9]*$/.test(args[0])) {
+    name = args[0];
+  }
+  return name.replace(/[^a-z0-9]/g, "_").slice(0, 32) || "cncop";
+}
+
+/**
+ * Where the code cache of `program` for the bundle with SHA-256 `sha256` lives; undefined
+ * when nowhere (no private cache directory, or `CNCOP_CODE_CACHE=0`).
+ */
+export function codeCachePath(
+  sha256: string,
+  program: string,
+  env: Record<string, string | undefined> = process.env,
+): string | undefined {
+  if (env.CNCOP_CODE_CACHE === "0") return undefined;
+  const dir = privateCacheDir(env);
+  if (dir === undefined) return undefined;
+  const key = `${sha256.slice(0, 16)}-${process.version}-${process.arch}-${program}`;
+  return join(dir, `code-${key}.bin`);
+}
+
+/** The globals of a CommonJS main script, which the bundle expects. */
+export interface MainScope {
+  require: (id: string) => unknown;
+  module: unknown;
+  exports: unknown;
+  __filename: string;
+  __dirname: string;
+}
+
+/**
+ * Compiles the bundle `source` (with the cache at `cachePath` when it has one V8 accepts)
+ * and runs it with the main script's globals `scope`. When there was no usable cache, one
+ * is saved at exit (written to a temporary name, then renamed into place). Returns whether
+ * the cache was used ("hit"), is to be made ("miss"), or there is none ("off").
+ */
+export function runBundle(
+  source: string,
+  scope: MainScope,
+  cachePath?: string,
+): "hit" | "miss" | "off" {
+  let cachedData: Buffer | undefined;
+  if (cachePath !== undefined) {
+    try {
+      cachedData = readFileSync(cachePath);
+    } catch {
+      // none yet
+    }
+  }
+  const script = new Script(
+    `(function (require, module, exports, __filename, __dirname) {${source}\n})`,
+    {
+      filename: BUNDLE_ASSET,
+      cachedData,
+      importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+    },
+  );
+  const miss = cachePath !== undefined &&
+    (cachedData === undefined || script.cachedDataRejected === true);
+  if (miss) {
+    process.once("exit", () => {
+      const tmp = `${cachePath}.${process.pid}.tmp`;
+      try {
+        writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
+        renameSync(tmp, cachePath!);
+      } catch {
+        rmSync(tmp, { force: true });
+      }
+    });
+  }
+  const main = script.runInThisContext() as (...args: unknown[]) => void;
+  main(scope.require, scope.module, scope.exports, scope.__filename, scope.__dirname);
+  return cachePath === undefined ? "off" : miss ? "miss" : "hit";
+}
+
+/** Runs the embedded bundle; the SEA's main script calls this with its own globals. */
+export function startSea(scope: MainScope): void {
+  const getBuiltin = (process as { getBuiltinModule?: (id: string) => unknown })
+    .getBuiltinModule;
+  const sea = getBuiltin?.("node:sea") as SeaApi;
+  const source = sea.getAsset(BUNDLE_ASSET, "utf8");
+  let cachePath: string | undefined;
+  try {
+    const argv0 = process.env.CNCOP_ARGV0 || process.argv0 || process.execPath;
+    const program = programKey(argv0, process.argv.slice(2));
+    cachePath = codeCachePath(sea.getAsset(BUNDLE_HASH_ASSET, "utf8").trim(), program);
+  } catch {
+    cachePath = undefined; // no cache: a slower start, nothing else
+  }
+  runBundle(source, scope, cachePath);
+}
