@@ -453,23 +453,29 @@ export class WorkDb {
         "SELECT min(stage) AS s FROM items WHERE job = ? AND state IN ('planned', 'ready', 'sending')",
       ).get(job) as { s: number | null };
       if (low.s === null) return [];
-      // The oldest packs, read in id order only as far as needed: the dequeuer claims every
-      // 100 ms while the enqueuer packs, and grouping all ready items each time cost a
-      // second of a first backup.
+      // The oldest packs, one lookup each: the first ready item past the packs found so far
+      // names the next one, whose size and last item come from the pack index. (Grouping
+      // all ready items each time cost a second of a first backup, and so did reading them
+      // in id order as far as needed.) A pack whose items lie between another's is found
+      // by a later claim.
+      const next = this.stmt(
+        `SELECT id, pack FROM items WHERE job = ? AND state = 'ready' AND stage = ? AND id > ?
+         ORDER BY id LIMIT 1`,
+      );
+      const extent = this.stmt(
+        `SELECT count(*) AS n, max(id) AS last FROM items
+         WHERE job = ? AND pack IS ? AND state = 'ready'`,
+      );
       const packs: { pack: string | null }[] = [];
-      const seen = new Set<string | null>();
       let rows = 0;
-      for (
-        const r of this.stmt(
-          "SELECT pack FROM items WHERE job = ? AND state = 'ready' AND stage = ? ORDER BY id",
-        ).iterate(job, low.s) as IterableIterator<{ pack: string | null }>
-      ) {
-        if (!seen.has(r.pack)) {
-          if (packs.length >= max || rows >= maxItems) break;
-          seen.add(r.pack);
-          packs.push({ pack: r.pack });
-        }
-        rows++;
+      let after = 0;
+      while (packs.length < max && rows < maxItems) {
+        const r = next.get(job, low.s, after) as { id: number; pack: string | null } | undefined;
+        if (!r) break;
+        const e = extent.get(job, r.pack) as { n: number; last: number };
+        packs.push({ pack: r.pack });
+        rows += e.n;
+        after = e.last;
       }
       const pick = this.stmt(
         "SELECT * FROM items WHERE job = ? AND state = 'ready' AND pack IS ? ORDER BY id",
