@@ -8,12 +8,21 @@
  * compiles the bundle), but its bytes differ from build to build, and release builds are
  * reproducible. So the first run on a machine compiles as before and, when it exits, saves
  * what V8 compiled (the functions that ran included); the next runs start from it. A cache
- * V8 refuses (another V8, other flags, damaged) is made again; one that cannot be written is
- * only a slower start.
+ * V8 refuses (another V8, other flags) or whose SHA-256 does not match (damaged) is made
+ * again; one that cannot be written is only a slower start.
  *
  * @module
  */
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { constants, Script } from "node:vm";
 import { privateCacheDir, type SeaApi } from "../native/sea_asset.ts";
@@ -53,6 +62,22 @@ export function codeCachePath(
   return join(dir, `code-${key}.bin`);
 }
 
+/**
+ * A cache file: the SHA-256 of V8's bytes, then the bytes. A release V8 checks its cache's
+ * header (version, source, flags) but not its body, so a torn or damaged body is caught
+ * here, before V8 runs it.
+ */
+export function seal(data: Uint8Array): Buffer {
+  return Buffer.concat([createHash("sha256").update(data).digest(), data]);
+}
+
+/** The V8 bytes of a cache file, or undefined when they do not match their SHA-256. */
+export function unseal(file: Buffer): Buffer | undefined {
+  if (file.length <= 32) return undefined;
+  const data = file.subarray(32);
+  return createHash("sha256").update(data).digest().equals(file.subarray(0, 32)) ? data : undefined;
+}
+
 /** The globals of a CommonJS main script, which the bundle expects. */
 export interface MainScope {
   require: (id: string) => unknown;
@@ -76,7 +101,7 @@ export function runBundle(
   let cachedData: Buffer | undefined;
   if (cachePath !== undefined) {
     try {
-      cachedData = readFileSync(cachePath);
+      cachedData = unseal(readFileSync(cachePath));
     } catch {
       // none yet
     }
@@ -95,10 +120,21 @@ export function runBundle(
     process.once("exit", () => {
       const tmp = `${cachePath}.${process.pid}.tmp`;
       try {
-        writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
+        const fd = openSync(tmp, "w", 0o600);
+        try {
+          writeFileSync(fd, seal(script.createCachedData()));
+          fsyncSync(fd);
+        } finally {
+          closeSync(fd);
+        }
         renameSync(tmp, cachePath!);
       } catch {
-        rmSync(tmp, { force: true });
+        // Only a slower next start: never an exception at exit (it would change the code).
+        try {
+          rmSync(tmp, { force: true });
+        } catch {
+          // left for the next first run to replace
+        }
       }
     });
   }
@@ -107,12 +143,23 @@ export function runBundle(
   return cachePath === undefined ? "off" : miss ? "miss" : "hit";
 }
 
-/** Runs the embedded bundle; the SEA's main script calls this with its own globals. */
+/**
+ * Runs the embedded bundle; the SEA's main script calls this with its own globals. A
+ * failure to start is one line on stderr and exit status 70, as the bundle's own.
+ */
 export function startSea(scope: MainScope): void {
-  const getBuiltin = (process as { getBuiltinModule?: (id: string) => unknown })
-    .getBuiltinModule;
-  const sea = getBuiltin?.("node:sea") as SeaApi;
-  const source = sea.getAsset(BUNDLE_ASSET, "utf8");
+  let source: string;
+  let sea: SeaApi;
+  try {
+    const getBuiltin = (process as { getBuiltinModule?: (id: string) => unknown })
+      .getBuiltinModule;
+    sea = getBuiltin?.("node:sea") as SeaApi;
+    source = sea.getAsset(BUNDLE_ASSET, "utf8");
+  } catch (err) {
+    process.stderr.write(`cncop: cannot start: the program is missing (${String(err)})\n`);
+    process.exitCode = 70;
+    return;
+  }
   let cachePath: string | undefined;
   try {
     const argv0 = process.env.CNCOP_ARGV0 || process.argv0 || process.execPath;

@@ -137,6 +137,10 @@ function ensurePrivateDir(root: string, shared: boolean): void {
   if (typeof process.getuid === "function" && st.uid !== process.getuid()) {
     throw new Error("owned by another user");
   }
+  // What is here runs as code (the addon, the code caches): no one else may write here.
+  if (process.platform !== "win32" && (st.mode & 0o022) !== 0) {
+    throw new Error("writable by others");
+  }
 }
 
 function fileSha256(path: string): string {

@@ -116,7 +116,7 @@ export async function applyPack(
       },
       blake3: native.blake3,
       blake3File: native.blake3File,
-      sync: false, // putMany() makes what is kept durable, all at once
+      sync: false, // putMany() and putPacked() make what is kept durable, all at once
     });
     if (headers[0]!.job !== job.job_key) {
       throw new PackRejectedError(

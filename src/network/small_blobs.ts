@@ -50,6 +50,14 @@ const PACKED = [
     PRIMARY KEY (device, hash)
   )`,
   "CREATE INDEX IF NOT EXISTS packed_pack ON packed (device, pack)",
+  // What each kept pack held when it was kept: the measure of how much of it is still used.
+  `CREATE TABLE IF NOT EXISTS kept_packs (
+    device INTEGER NOT NULL,
+    pack TEXT NOT NULL,
+    blobs INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (device, pack)
+  )`,
 ];
 
 /** A kept pack's live frames, for {@link SmallBlobs.packUse}. */
@@ -57,6 +65,8 @@ export interface PackUse {
   /** Frames still referenced, and their bytes. */
   blobs: number;
   bytes: number;
+  /** Frame bytes it was kept for; undefined when not known. */
+  keptBytes?: number;
 }
 
 /** The small-blob database of one data directory, opened at first use. */
@@ -117,10 +127,21 @@ export class SmallBlobs {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (device, hash) DO UPDATE SET touched = excluded.touched`,
     );
+    const touchSmall = this.#stmt("UPDATE small SET touched = ? WHERE device = ? AND hash = ?");
     transaction(this.#db, () => {
+      // One kept copy: a blob already a `small` row stays one (none there in a data
+      // directory that never unpacked a pack, so no lookup per blob then).
+      const smalls = this.#stmt("SELECT 1 FROM small LIMIT 1").get() !== undefined;
       for (const b of blobs) {
+        if (smalls && Number(touchSmall.run(now, device, b.hash).changes) > 0) continue;
         put.run(device, b.hash, b.size, b.compression, pack, b.offset, b.length, now);
       }
+      this.#stmt(
+        `INSERT INTO kept_packs (device, pack, blobs, bytes)
+         SELECT ?1, ?2, count(*), coalesce(sum(length), 0) FROM packed
+         WHERE device = ?1 AND pack = ?2
+         ON CONFLICT (device, pack) DO UPDATE SET blobs = excluded.blobs, bytes = excluded.bytes`,
+      ).run(device, pack);
     });
   }
 
@@ -149,6 +170,16 @@ export class SmallBlobs {
 
   /** A blob's content, or undefined when it is not here. */
   get(device: number, hash: string): Uint8Array | undefined {
+    try {
+      return this.#get(device, hash);
+    } catch (err) {
+      // A sweep moved it out of its pack and took the pack away meanwhile: look again.
+      if ((err as { code?: unknown }).code !== "ENOENT") throw err;
+      return this.#get(device, hash);
+    }
+  }
+
+  #get(device: number, hash: string): Uint8Array | undefined {
     const r = this.#stmt(
       "SELECT size, compression, frame FROM small WHERE device = ? AND hash = ?",
     ).get(device, hash) as { size: number; compression: string; frame: Uint8Array } | undefined;
@@ -191,42 +222,58 @@ export class SmallBlobs {
     return n > 0;
   }
 
-  /** How much of the kept pack `pack` is still referenced. */
+  /** How much of the kept pack `pack` is still referenced, and of how much. */
   packUse(device: number, pack: string): PackUse {
     const r = this.#stmt(
       "SELECT count(*) AS blobs, coalesce(sum(length), 0) AS bytes FROM packed WHERE device = ? AND pack = ?",
     ).get(device, pack) as { blobs: number; bytes: number };
-    return { blobs: r.blobs, bytes: r.bytes };
+    const k = this.#stmt("SELECT bytes FROM kept_packs WHERE device = ? AND pack = ?")
+      .get(device, pack) as { bytes: number } | undefined;
+    return { blobs: r.blobs, bytes: r.bytes, ...(k ? { keptBytes: k.bytes } : {}) };
   }
 
   /**
-   * Moves the blobs still referenced in the kept pack `pack` into `small` as frames, in one
-   * transaction, so the pack file can go (a pack mostly unused otherwise stays for good).
-   * Returns how many moved.
+   * In one transaction: moves the blobs still referenced in the kept pack `pack` into
+   * `small` as frames when `unpack` (else retires it only while no row refers to it), then
+   * calls `remove` (which takes the file away) before the commit. A pack that gained rows
+   * meanwhile is not retired.
    */
-  unpack(device: number, pack: string): number {
+  retire(
+    device: number,
+    pack: string,
+    unpack: boolean,
+    remove: () => void,
+  ): { retired: boolean; unpacked: number } {
     return transaction(this.#db, () => {
-      const rows = this.#stmt(
-        "SELECT hash, size, compression, offset, length, touched FROM packed WHERE device = ? AND pack = ?",
-      ).all(device, pack) as {
-        hash: string;
-        size: number;
-        compression: string;
-        offset: number;
-        length: number;
-        touched: number;
-      }[];
-      const put = this.#stmt(
-        `INSERT INTO small (device, hash, size, compression, frame, touched)
-         VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (device, hash) DO UPDATE SET touched = max(touched, excluded.touched)`,
-      );
-      for (const r of rows) {
-        const frame = this.#readFrame(device, pack, r.offset, r.length);
-        put.run(device, r.hash, r.size, r.compression, frame, r.touched);
+      let unpacked = 0;
+      if (unpack) {
+        const rows = this.#stmt(
+          "SELECT hash, size, compression, offset, length, touched FROM packed WHERE device = ? AND pack = ?",
+        ).all(device, pack) as {
+          hash: string;
+          size: number;
+          compression: string;
+          offset: number;
+          length: number;
+          touched: number;
+        }[];
+        const put = this.#stmt(
+          `INSERT INTO small (device, hash, size, compression, frame, touched)
+           VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (device, hash) DO UPDATE SET touched = max(touched, excluded.touched)`,
+        );
+        for (const r of rows) {
+          const frame = this.#readFrame(device, pack, r.offset, r.length);
+          put.run(device, r.hash, r.size, r.compression, frame, r.touched);
+        }
+        this.#stmt("DELETE FROM packed WHERE device = ? AND pack = ?").run(device, pack);
+        unpacked = rows.length;
+      } else if (this.packUse(device, pack).blobs > 0) {
+        return { retired: false, unpacked };
       }
-      this.#stmt("DELETE FROM packed WHERE device = ? AND pack = ?").run(device, pack);
-      return rows.length;
+      this.#stmt("DELETE FROM kept_packs WHERE device = ? AND pack = ?").run(device, pack);
+      remove();
+      return { retired: true, unpacked };
     });
   }
 

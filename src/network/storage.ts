@@ -52,7 +52,7 @@ export interface BlobStore {
   putPacked(device: number, pack: KeptPack, blobs: readonly PackedBlob[]): Promise<void>;
   /**
    * Removes kept packs not changed since `olderThanMs` whose blobs are all gone; one whose
-   * referenced frames fill less than half of it has them moved out first.
+   * referenced frames are less than half of those it was kept for has them moved out first.
    */
   sweepPacks(olderThanMs: number): Promise<PackSweep>;
   /** Reads a blob (or a range of it). */

@@ -32,7 +32,7 @@ async function eachLimit<T>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
-/** A kept pack whose referenced frames are less than this share of it is unpacked. */
+/** A kept pack whose referenced frames are less than this share of those it was kept for is unpacked. */
 const UNPACK_BELOW = 0.5;
 const PACK_NAME = /^[0-9a-f]{64}$/;
 
@@ -89,29 +89,36 @@ export class LocalBlobStore implements BlobStore {
     const dir = this.#packDir(device);
     const dest = this.#packPath(device, pack.sha256);
     const made = await mkdir(dir, { recursive: true });
-    try {
-      // A second name for the verified upload, not a copy: its bytes are written once.
-      await link(pack.path, dest);
-    } catch (err) {
-      const code = errnoCode(err);
-      // EEXIST: the same bytes (the name is their SHA-256), kept by an earlier apply.
-      if (code !== "EEXIST") {
-        if (code !== "EXDEV" && code !== "EPERM" && code !== "ENOTSUP") throw err;
+    const keep = async () => {
+      try {
+        // A second name for the verified upload, not a copy: its bytes are written once.
+        await link(pack.path, dest);
+      } catch (err) {
+        // EEXIST: the same bytes (the name is their SHA-256), kept by an earlier apply.
+        if (errnoCode(err) === "EEXIST") return;
+        // No hard links here (FAT, some shares, FUSE): a copy, whole before it is named.
         const tmp = join(this.tmpDir, `${randomBytes(12).toString("hex")}.pack`);
-        await copyFile(pack.path, tmp);
-        await syncFile(tmp); // whole before it has the name a later apply trusts
-        renameSync(tmp, dest);
+        try {
+          await copyFile(pack.path, tmp);
+          await syncFile(tmp);
+          renameSync(tmp, dest);
+        } finally {
+          rmSync(tmp, { force: true });
+        }
       }
-    }
-    // New to a sweep's eyes, whatever its age: a sweep never removes a pack about to be used.
-    const now = new Date();
-    await utimes(dest, now, now);
-    await syncFile(dest);
+      await syncFile(dest);
+      await syncDir(dir);
+    };
+    await keep();
     for (let d = dir; made !== undefined && d.length >= made.length; d = dirname(d)) {
       await syncDir(dirname(d));
     }
-    await syncDir(dir);
+    // New to a sweep's eyes, whatever its age. A sweep that took it away all the same (it
+    // had no rows yet) did so before these rows were committed: it is named again after.
+    const now = new Date();
+    await utimes(dest, now, now).catch(async () => await keep());
     this.#smalls.putPacked(device, pack.sha256, blobs);
+    if (!existsSync(dest)) await keep();
   }
 
   async sweepPacks(olderThanMs: number): Promise<PackSweep> {
@@ -127,14 +134,25 @@ export class LocalBlobStore implements BlobStore {
         const st = await stat(file).catch(() => undefined);
         // A pack made or used within the grace period may be about to get its index rows.
         if (!st || st.mtimeMs > olderThanMs) continue;
+        // In use: at least half the frame bytes it was kept for (headers and large bodies
+        // in it were never used as blobs) are still referenced.
         const use = this.#smalls.packUse(device, sha);
-        if (use.blobs > 0 && use.bytes >= st.size * UNPACK_BELOW) continue;
-        // Mostly unused: what is still referenced moves into small.db first, then the
-        // file goes. A crash in between leaves the file to the next sweep.
-        if (use.blobs > 0) out.unpacked += this.#smalls.unpack(device, sha);
-        await rm(file, { force: true });
-        out.removed++;
-        out.bytes += st.size;
+        if (use.blobs > 0 && use.bytes >= (use.keptBytes ?? st.size) * UNPACK_BELOW) continue;
+        // Mostly unused: what is still referenced moves into small.db first. The file is
+        // renamed away in the same transaction that finds it has no rows, so an apply that
+        // adds rows afterwards sees it gone and names it again; then it is removed.
+        const dead = `${file}.dead-${randomBytes(6).toString("hex")}`;
+        try {
+          const r = this.#smalls.retire(device, sha, use.blobs > 0, () => renameSync(file, dead));
+          if (!r.retired) continue;
+          out.unpacked += r.unpacked;
+          out.removed++;
+          out.bytes += st.size;
+        } catch {
+          continue; // unreadable: left for a check, and the next sweep
+        } finally {
+          rmSync(dead, { force: true });
+        }
       }
     }
     return out;

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { pathToFileURL } from "node:url";
-import { codeCachePath, programKey } from "../../src/cli/sea_loader.ts";
+import { codeCachePath, programKey, seal, unseal } from "../../src/cli/sea_loader.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "cncop-loader-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -52,6 +52,33 @@ test("runBundle: the first run saves a cache at exit, the next one uses it, a da
   assert.ok(existsSync(cache), "saved at exit");
   assert.equal(run(), "hit b42");
   writeFileSync(cache, "not a code cache");
-  assert.equal(run(), "miss b42", "refused by V8, made again");
+  assert.equal(run(), "miss b42", "refused, made again");
   assert.equal(run(), "hit b42");
+  // A body damaged behind an intact V8 header: caught by the SHA-256 before V8 runs it.
+  const bytes = readFileSync(cache);
+  bytes[bytes.length - 8]! ^= 0xff;
+  writeFileSync(cache, bytes);
+  assert.equal(run(), "miss b42", "damaged body, made again");
+  assert.equal(run(), "hit b42");
+});
+
+test("seal/unseal: the bytes back only when their SHA-256 matches", () => {
+  const data = new Uint8Array([1, 2, 3, 4]);
+  assert.deepEqual([...unseal(seal(data))!], [1, 2, 3, 4]);
+  const bad = seal(data);
+  bad[33]! ^= 1;
+  assert.equal(unseal(bad), undefined);
+  assert.equal(unseal(Buffer.alloc(10)), undefined);
+});
+
+test("a first run keeps the program's exit status while it saves the cache", () => {
+  const cache = join(dir, "code-exit.bin");
+  const loader = pathToFileURL(join(import.meta.dirname, "../../src/cli/sea_loader.ts")).href;
+  const script = `
+    import { runBundle } from ${JSON.stringify(loader)};
+    runBundle("process.exitCode = 75;", { require: () => ({}), module: {}, exports: {},
+      __filename: "x", __dirname: "." }, ${JSON.stringify(cache)});`;
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script]);
+  assert.equal(r.status, 75);
+  assert.ok(existsSync(cache));
 });
