@@ -17,6 +17,7 @@ import type { WorkDb } from "./work_queue.ts";
  * of the Linux tree wrote 340 MB of them, and took 2 s longer).
  */
 export function encodeForkState(hash: string, size: number, mtimeNs: string): Uint8Array {
+  if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error(`not a BLAKE3 hash: ${hash}`);
   const b = new Uint8Array(49);
   const dv = new DataView(b.buffer);
   b[0] = 1;

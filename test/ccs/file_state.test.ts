@@ -12,6 +12,11 @@ test("fork state: 49 bytes that give back the hash, size and mtime, before 1970 
   }
 });
 
+test("fork state: only a BLAKE3 hex hash is written", () => {
+  assert.throws(() => encodeForkState("abc", 1, "1"), /not a BLAKE3 hash/);
+  assert.throws(() => encodeForkState("Z".repeat(64), 1, "1"), /not a BLAKE3 hash/);
+});
+
 test("fork state: the JSON of earlier versions is still read; anything else is not", () => {
   const old = new TextEncoder().encode(
     JSON.stringify({ h: hash, s: 12, m: "1700000000000000000" }),
