@@ -112,6 +112,9 @@ async function readMagic(r: ByteReader): Promise<number> {
   return version;
 }
 
+/** Strict UTF-8 (one decoder for every header: a pack has thousands). */
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
 /** Reads an entry's header whose length `hlen` was read already. */
 async function readHeaderBody(
   r: ByteReader,
@@ -125,7 +128,7 @@ async function readHeaderBody(
   const hbytes = await r.read(hlen, "header");
   let raw: unknown;
   try {
-    raw = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(hbytes));
+    raw = JSON.parse(utf8.decode(hbytes));
   } catch {
     throw new PackRejectedError("pack header is not valid JSON");
   }

@@ -326,8 +326,9 @@ export class WorkDb {
   readonly db: DatabaseSync;
   readonly path: string;
   #stmts = new Map<string, StatementSync>();
-  /** The claim's read of a pack's items, as arrays (its own statement: see `claim`). */
+  /** Reads of items as arrays (statements of their own: see `claim` and `planned`). */
   #claimedRows: StatementSync | undefined;
+  #plannedRows: StatementSync | undefined;
 
   constructor(db: DatabaseSync, path: string) {
     this.db = db;
@@ -407,10 +408,13 @@ export class WorkDb {
 
   /** Up to `limit` planned items of `job`'s `stage` with ids above `after`, in id order. */
   planned(job: number, stage: number, after: number, limit: number): WorkItem[] {
-    return (this.stmt(
-      `SELECT * FROM items WHERE job = ? AND state = 'planned' AND stage = ? AND id > ?
-       ORDER BY id LIMIT ?`,
-    ).all(job, stage, after, limit) as unknown as ItemRow[]).map(toItem);
+    // Rows as arrays: a first backup reads every item here once.
+    const q = this.#plannedRows ??= this.db.prepare(
+      `SELECT ${ITEM_COLUMNS.join(", ")} FROM items
+       WHERE job = ? AND state = 'planned' AND stage = ? AND id > ? ORDER BY id LIMIT ?`,
+    );
+    q.setReturnArrays(true);
+    return (q.all(job, stage, after, limit) as unknown as unknown[][]).map(itemFromArray);
   }
 
   /** One item, or undefined. */
