@@ -119,9 +119,15 @@ export class SmallBlobs {
 
   /**
    * Records blobs whose frames lie in the kept pack `pack` (already durable), in one
-   * transaction; one already here only has its age refreshed.
+   * transaction, if `present()` still says the pack is there once the write lock is held
+   * (else writes nothing and returns false); a blob already here only has its age refreshed.
    */
-  putPacked(device: number, pack: string, blobs: readonly PackedBlob[]): void {
+  putPacked(
+    device: number,
+    pack: string,
+    blobs: readonly PackedBlob[],
+    present: () => boolean = () => true,
+  ): boolean {
     const now = Date.now();
     const put = this.#stmt(
       `INSERT INTO packed (device, hash, size, compression, pack, offset, length, touched)
@@ -129,7 +135,10 @@ export class SmallBlobs {
        ON CONFLICT (device, hash) DO UPDATE SET touched = excluded.touched`,
     );
     const touchSmall = this.#stmt("UPDATE small SET touched = ? WHERE device = ? AND hash = ?");
-    transaction(this.#db, () => {
+    return transaction(this.#db, () => {
+      // Under the write lock: a sweep takes a pack away only under it too (see `retire`),
+      // so the pack is there for these rows, or they are not written.
+      if (!present()) return false;
       // One kept copy: a blob already a `small` row stays one (none there in a data
       // directory that never unpacked a pack, so no lookup per blob then).
       const smalls = this.#stmt("SELECT 1 FROM small LIMIT 1").get() !== undefined;
@@ -143,6 +152,7 @@ export class SmallBlobs {
          WHERE device = ?1 AND pack = ?2
          ON CONFLICT (device, pack) DO UPDATE SET blobs = excluded.blobs, bytes = excluded.bytes`,
       ).run(device, pack);
+      return true;
     });
   }
 

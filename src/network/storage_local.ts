@@ -3,7 +3,15 @@
  *
  * @module
  */
-import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, utimesSync } from "node:fs";
+import {
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  utimesSync,
+} from "node:fs";
 import { randomBytes } from "node:crypto";
 import { copyFile, link, mkdir, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -35,6 +43,8 @@ async function eachLimit<T>(
 /** A kept pack whose referenced frames are less than this share of those it was kept for is unpacked. */
 const UNPACK_BELOW = 0.5;
 const PACK_NAME = /^[0-9a-f]{64}$/;
+/** What a pack being retired is renamed to: `<sha>.pack.dead-<random>`. */
+const DEAD = ".dead-";
 
 /**
  * A {@link BlobStore} on a local directory: large blobs are files, small ones rows of
@@ -62,6 +72,7 @@ export class LocalBlobStore implements BlobStore {
       (frame, size) => native.zstdDecompress(frame, size, ZSTD_WINDOW_LOG_MAX),
       (device, pack) => this.#packPath(device, pack),
     );
+    this.#recoverRetired();
   }
 
   #packDir(device: number): string {
@@ -114,14 +125,19 @@ export class LocalBlobStore implements BlobStore {
       await syncDir(dirname(d));
     }
     // New to a sweep's eyes, whatever its age. A sweep that took it away all the same (it
-    // had no rows yet) did so before these rows were committed: it is named again after.
+    // had no rows yet) did so under small.db's write lock: the rows are written under it
+    // only while the pack is there, else it is named again and the rows tried again.
     const now = new Date();
     await utimes(dest, now, now).catch(async () => await keep());
-    this.#smalls.putPacked(device, pack.sha256, blobs);
-    if (!existsSync(dest)) await keep();
+    for (let attempt = 0;; attempt++) {
+      if (this.#smalls.putPacked(device, pack.sha256, blobs, () => existsSync(dest))) return;
+      if (attempt >= 3) throw new Error(`kept pack ${pack.sha256} keeps vanishing`);
+      await keep();
+    }
   }
 
   async sweepPacks(olderThanMs: number): Promise<PackSweep> {
+    this.#recoverRetired();
     const out: PackSweep = { removed: 0, unpacked: 0, bytes: 0 };
     const packs = join(this.root, "packs");
     for (const dev of await readdir(packs).catch(() => [] as string[])) {
@@ -141,21 +157,56 @@ export class LocalBlobStore implements BlobStore {
         // Mostly unused: what is still referenced moves into small.db first. The file is
         // renamed away in the same transaction that finds it has no rows, so an apply that
         // adds rows afterwards sees it gone and names it again; then it is removed.
-        const dead = `${file}.dead-${randomBytes(6).toString("hex")}`;
+        const dead = `${file}${DEAD}${randomBytes(6).toString("hex")}`;
+        let r: { retired: boolean; unpacked: number };
         try {
-          const r = this.#smalls.retire(device, sha, use.blobs > 0, () => renameSync(file, dead));
-          if (!r.retired) continue;
-          out.unpacked += r.unpacked;
-          out.removed++;
-          out.bytes += st.size;
+          r = this.#smalls.retire(device, sha, use.blobs > 0, () => renameSync(file, dead));
         } catch {
-          continue; // unreadable: left for a check, and the next sweep
-        } finally {
-          rmSync(dead, { force: true });
+          // Rolled back (unreadable pack, full disk, busy): its rows are back, so is its name.
+          this.#restoreRetired(file, dead);
+          continue;
         }
+        if (!r.retired) continue;
+        rmSync(dead, { force: true });
+        out.unpacked += r.unpacked;
+        out.removed++;
+        out.bytes += st.size;
       }
     }
     return out;
+  }
+
+  /** Names a retired pack back, unless an apply named it again meanwhile. */
+  #restoreRetired(file: string, dead: string): void {
+    if (!existsSync(dead)) return;
+    if (existsSync(file)) rmSync(dead, { force: true });
+    else renameSync(dead, file);
+  }
+
+  /**
+   * After a crash between a sweep's rename and its commit: a retired pack whose rows came
+   * back (the journal undid the commit) gets its name back; any other one goes.
+   */
+  #recoverRetired(): void {
+    const packs = join(this.root, "packs");
+    let devices: string[];
+    try {
+      devices = readdirSync(packs);
+    } catch {
+      return;
+    }
+    for (const dev of devices) {
+      if (!/^\d+$/.test(dev)) continue;
+      for (const name of readdirSync(join(packs, dev))) {
+        const at = name.indexOf(DEAD);
+        const sha = at > 0 ? name.slice(0, at - 5) : "";
+        if (!PACK_NAME.test(sha) || !name.startsWith(`${sha}.pack${DEAD}`)) continue;
+        const dead = join(packs, dev, name);
+        if (this.#smalls.packUse(Number(dev), sha).blobs > 0) {
+          this.#restoreRetired(this.#packPath(Number(dev), sha), dead);
+        } else rmSync(dead, { force: true });
+      }
+    }
   }
 
   #path(device: number, hash: string): string {

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { PackHeader } from "../../src/ccs/pack_format.ts";
@@ -95,5 +103,28 @@ test("a pack taken away before its rows were written is named again by the apply
     assert.ok(existsSync(kept));
   } finally {
     store.close();
+  }
+});
+
+test("after a crash inside a sweep's retire: a pack whose rows came back gets its name back, another goes", async () => {
+  const data = tempDir();
+  const store = new LocalBlobStore(data);
+  await store.init();
+  const file = join(data, "upload.part");
+  const p = await pack(file, 3);
+  await store.putPacked(1, { path: file, sha256: p.sha256 }, p.blobs);
+  store.close();
+  const dir = join(data, "blobs", "packs", "1");
+  const kept = join(dir, `${p.sha256}.pack`);
+  renameSync(kept, `${kept}.dead-0a1b2c`); // renamed, and then the commit never happened
+  const orphan = join(dir, `${"cd".repeat(32)}.pack.dead-3d4e5f`);
+  copyFileSync(file, orphan); // a retired pack no row refers to
+  const again = new LocalBlobStore(data);
+  await again.init();
+  try {
+    assert.deepEqual(readdirSync(dir), [`${p.sha256}.pack`]);
+    for (const b of p.blobs) assert.equal(native.blake3(await content(again, b.hash)), b.hash);
+  } finally {
+    again.close();
   }
 });
