@@ -18,12 +18,14 @@ import {
   closeSync,
   fsyncSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { constants, Script } from "node:vm";
 import { privateCacheDir, type SeaApi } from "../native/sea_asset.ts";
 
@@ -78,6 +80,35 @@ export function unseal(file: Buffer): Buffer | undefined {
   return createHash("sha256").update(data).digest().equals(file.subarray(0, 32)) ? data : undefined;
 }
 
+/** Code caches older than this are removed when a new one is written. */
+export const STALE_CACHE_MS = 30 * 86400_000;
+
+/**
+ * Removes code caches in `dir` made more than {@link STALE_CACHE_MS} ago (a cache is
+ * written once, so its age is its file's): other versions' caches do not pile up, and one
+ * still in use is only made again. Never throws.
+ */
+export function removeStaleCaches(dir: string, now = Date.now()): number {
+  let n = 0;
+  try {
+    for (const name of readdirSync(dir)) {
+      if (!/^code-.*\.bin$/.test(name)) continue;
+      const p = join(dir, name);
+      try {
+        if (now - statSync(p).mtimeMs > STALE_CACHE_MS) {
+          rmSync(p, { force: true });
+          n++;
+        }
+      } catch {
+        // gone meanwhile, or not ours to remove
+      }
+    }
+  } catch {
+    // no listing: nothing removed
+  }
+  return n;
+}
+
 /** The globals of a CommonJS main script, which the bundle expects. */
 export interface MainScope {
   require: (id: string) => unknown;
@@ -128,6 +159,7 @@ export function runBundle(
           closeSync(fd);
         }
         renameSync(tmp, cachePath!);
+        removeStaleCaches(dirname(cachePath!));
       } catch {
         // Only a slower next start: never an exception at exit (it would change the code).
         try {

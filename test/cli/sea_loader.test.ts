@@ -1,11 +1,25 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { pathToFileURL } from "node:url";
-import { codeCachePath, programKey, seal, unseal } from "../../src/cli/sea_loader.ts";
+import {
+  codeCachePath,
+  programKey,
+  removeStaleCaches,
+  seal,
+  unseal,
+} from "../../src/cli/sea_loader.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "cncop-loader-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -81,4 +95,17 @@ test("a first run keeps the program's exit status while it saves the cache", () 
   const r = spawnSync(process.execPath, ["--input-type=module", "-e", script]);
   assert.equal(r.status, 75);
   assert.ok(existsSync(cache));
+});
+
+test("removeStaleCaches: code caches older than 30 days go, newer ones and other files stay", () => {
+  const d = mkdtempSync(join(dir, "stale-"));
+  for (const n of ["code-a-old.bin", "code-b-new.bin", "cncop_native.node"]) {
+    writeFileSync(join(d, n), "x");
+  }
+  const old = new Date(Date.now() - 31 * 86400_000);
+  utimesSync(join(d, "code-a-old.bin"), old, old);
+  utimesSync(join(d, "cncop_native.node"), old, old);
+  assert.equal(removeStaleCaches(d), 1);
+  assert.deepEqual(readdirSync(d).sort(), ["cncop_native.node", "code-b-new.bin"]);
+  assert.equal(removeStaleCaches(join(d, "missing")), 0, "never throws");
 });
