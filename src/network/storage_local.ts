@@ -139,38 +139,53 @@ export class LocalBlobStore implements BlobStore {
   async sweepPacks(olderThanMs: number): Promise<PackSweep> {
     this.#recoverRetired();
     const out: PackSweep = { removed: 0, unpacked: 0, bytes: 0 };
+    for (const f of this.#packFiles()) {
+      if (f.retired) continue;
+      const st = await stat(f.path).catch(() => undefined);
+      // A pack made or used within the grace period may be about to get its index rows.
+      if (!st || st.mtimeMs > olderThanMs) continue;
+      // In use: at least half the frame bytes it was kept for (headers and large bodies in
+      // it were never used as blobs) are still referenced.
+      const use = this.#smalls.packUse(f.device, f.sha);
+      if (use.blobs > 0 && use.bytes >= (use.keptBytes ?? st.size) * UNPACK_BELOW) continue;
+      // Mostly unused: what is still referenced moves into small.db first. The file is
+      // renamed away in the same transaction that finds it has no rows, so an apply that
+      // adds rows afterwards finds it gone and names it again; then it is removed.
+      const dead = `${f.path}${DEAD}${randomBytes(6).toString("hex")}`;
+      let r: { retired: boolean; unpacked: number };
+      try {
+        r = this.#smalls.retire(f.device, f.sha, use.blobs > 0, () => renameSync(f.path, dead));
+      } catch {
+        // Rolled back (unreadable pack, full disk, busy): its rows are back, so is its name.
+        this.#restoreRetired(f.path, dead);
+        continue;
+      }
+      if (!r.retired) continue;
+      rmSync(dead, { force: true });
+      out.unpacked += r.unpacked;
+      out.removed++;
+      out.bytes += st.size;
+    }
+    return out;
+  }
+
+  /** Kept pack files (`<sha>.pack`) and retired ones (`<sha>.pack.dead-*`), of every device. */
+  #packFiles(): { device: number; sha: string; path: string; retired: boolean }[] {
+    const out: { device: number; sha: string; path: string; retired: boolean }[] = [];
     const packs = join(this.root, "packs");
-    for (const dev of await readdir(packs).catch(() => [] as string[])) {
+    let devices: string[];
+    try {
+      devices = readdirSync(packs);
+    } catch {
+      return out; // no pack kept yet
+    }
+    for (const dev of devices) {
       if (!/^\d+$/.test(dev)) continue;
-      const device = Number(dev);
-      for (const name of await readdir(join(packs, dev))) {
-        const sha = name.endsWith(".pack") ? name.slice(0, -5) : "";
-        if (!PACK_NAME.test(sha)) continue;
-        const file = this.#packPath(device, sha);
-        const st = await stat(file).catch(() => undefined);
-        // A pack made or used within the grace period may be about to get its index rows.
-        if (!st || st.mtimeMs > olderThanMs) continue;
-        // In use: at least half the frame bytes it was kept for (headers and large bodies
-        // in it were never used as blobs) are still referenced.
-        const use = this.#smalls.packUse(device, sha);
-        if (use.blobs > 0 && use.bytes >= (use.keptBytes ?? st.size) * UNPACK_BELOW) continue;
-        // Mostly unused: what is still referenced moves into small.db first. The file is
-        // renamed away in the same transaction that finds it has no rows, so an apply that
-        // adds rows afterwards sees it gone and names it again; then it is removed.
-        const dead = `${file}${DEAD}${randomBytes(6).toString("hex")}`;
-        let r: { retired: boolean; unpacked: number };
-        try {
-          r = this.#smalls.retire(device, sha, use.blobs > 0, () => renameSync(file, dead));
-        } catch {
-          // Rolled back (unreadable pack, full disk, busy): its rows are back, so is its name.
-          this.#restoreRetired(file, dead);
-          continue;
-        }
-        if (!r.retired) continue;
-        rmSync(dead, { force: true });
-        out.unpacked += r.unpacked;
-        out.removed++;
-        out.bytes += st.size;
+      for (const name of readdirSync(join(packs, dev))) {
+        const m = /^([0-9a-f]{64})\.pack(\.dead-[0-9a-f]+)?$/.exec(name);
+        if (!m) continue;
+        const path = join(packs, dev, name);
+        out.push({ device: Number(dev), sha: m[1]!, path, retired: m[2] !== undefined });
       }
     }
     return out;
@@ -188,24 +203,11 @@ export class LocalBlobStore implements BlobStore {
    * back (the journal undid the commit) gets its name back; any other one goes.
    */
   #recoverRetired(): void {
-    const packs = join(this.root, "packs");
-    let devices: string[];
-    try {
-      devices = readdirSync(packs);
-    } catch {
-      return;
-    }
-    for (const dev of devices) {
-      if (!/^\d+$/.test(dev)) continue;
-      for (const name of readdirSync(join(packs, dev))) {
-        const at = name.indexOf(DEAD);
-        const sha = at > 0 ? name.slice(0, at - 5) : "";
-        if (!PACK_NAME.test(sha) || !name.startsWith(`${sha}.pack${DEAD}`)) continue;
-        const dead = join(packs, dev, name);
-        if (this.#smalls.packUse(Number(dev), sha).blobs > 0) {
-          this.#restoreRetired(this.#packPath(Number(dev), sha), dead);
-        } else rmSync(dead, { force: true });
-      }
+    for (const f of this.#packFiles()) {
+      if (!f.retired) continue;
+      if (this.#smalls.packUse(f.device, f.sha).blobs > 0) {
+        this.#restoreRetired(this.#packPath(f.device, f.sha), f.path);
+      } else rmSync(f.path, { force: true });
     }
   }
 

@@ -6,12 +6,12 @@ import assert from "node:assert/strict";
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, sep } from "node:path";
 import { after, before, test } from "node:test";
-import { baseHeader, PackBuilder } from "../../src/ccs/pack_writer.ts";
+import { PackBuilder } from "../../src/ccs/pack_writer.ts";
 import { type CloudFile, openWorkDb } from "../../src/ccs/work_queue.ts";
 import type { HomePaths } from "../../src/core/home.ts";
-import { native } from "../../src/native/mod.ts";
 import { NetworkClient } from "../../src/network/client.ts";
 import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
+import { addHeader } from "../helpers/packs.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { backup, ccsHome, treeDigest, writeFiles } from "../ccs/e2e_helpers.ts";
 
@@ -143,16 +143,7 @@ test("a pack the dequeuer did not send makes the next peek read the whole listin
   const c = new NetworkClient({ url: d.url, token });
   const body = Buffer.from("not from the dequeuer\n");
   const b = await PackBuilder.create(join(tempDir(), "other.pack"));
-  await b.add(
-    Object.assign(baseHeader("add", { job: String(jobId), path: "docs/other.txt" }), {
-      size: body.length,
-      bodySize: body.length,
-      hash: native.blake3(body),
-      mtimeNs: "1700000000000000000",
-      mode: 0o644,
-    }),
-    body,
-  );
+  await b.add(addHeader(String(jobId), "docs/other.txt", body), body);
   await c.uploadPack(String(jobId), (await b.finish()).path);
   c.close();
 

@@ -17,6 +17,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { after, before } from "node:test";
+import { NetworkClient } from "../../src/network/client.ts";
 
 const MAIN = resolve(import.meta.dirname ?? ".", "../../src/cli/main.ts");
 
@@ -186,4 +188,50 @@ export async function startCncopd(options: StartOptions = {}): Promise<CncopdHan
     },
   };
   return handle;
+}
+
+/** A cncopd, a client of its device and a scratch directory, for a test file's tests. */
+export interface CncopdSuite {
+  readonly d: CncopdHandle;
+  readonly client: NetworkClient;
+  /** A scratch directory, removed after the file's tests. */
+  readonly work: string;
+}
+
+/**
+ * Starts a cncopd and a client before the file's tests (node:test hooks) and stops and
+ * removes them after.
+ */
+export function useCncopd(prefix = "cncop-net-"): CncopdSuite {
+  let s: { d: CncopdHandle; client: NetworkClient; work: string } | undefined;
+  const get = () => {
+    if (!s) throw new Error("useCncopd: used outside the tests");
+    return s;
+  };
+  before(async () => {
+    const work = await mkdtemp(join(tmpdir(), prefix));
+    const d = await startCncopd();
+    s = {
+      d,
+      work,
+      client: new NetworkClient({ url: d.url, token: d.token, retries: 2, backoffMs: 50 }),
+    };
+  });
+  after(async () => {
+    if (!s) return;
+    s.client.close();
+    await s.d.cleanup();
+    await rm(s.work, { recursive: true, force: true });
+  });
+  return {
+    get d() {
+      return get().d;
+    },
+    get client() {
+      return get().client;
+    },
+    get work() {
+      return get().work;
+    },
+  };
 }

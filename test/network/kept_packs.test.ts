@@ -1,46 +1,21 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { copyFile, mkdtemp, readdir, readFile, rm, utimes } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { copyFile, readdir, readFile, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { after, before, describe, test } from "node:test";
-import type { PackHeader } from "../../src/ccs/pack_format.ts";
-import { baseHeader, PackBuilder, packDelete } from "../../src/ccs/pack_writer.ts";
-import { native } from "../../src/native/mod.ts";
-import { NetworkClient } from "../../src/network/client.ts";
+import { describe, test } from "node:test";
+import { PackBuilder, packDelete } from "../../src/ccs/pack_writer.ts";
 import { restoreFiles } from "../../src/network/restore.ts";
-import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
+import { useCncopd } from "../helpers/cncopd.ts";
+import { addHeader } from "../helpers/packs.ts";
 
-let work: string;
-let d: CncopdHandle;
-let client: NetworkClient;
-before(async () => {
-  work = await mkdtemp(join(tmpdir(), "cncop-kept-"));
-  d = await startCncopd();
-  client = new NetworkClient({ url: d.url, token: d.token, retries: 2, backoffMs: 50 });
-});
-after(async () => {
-  client.close();
-  await d.cleanup();
-  await rm(work, { recursive: true, force: true });
-});
+const net = useCncopd("cncop-kept-");
 
-function addHeader(job: string, path: string, body: Uint8Array): PackHeader {
-  return Object.assign(baseHeader("add", { job, path }), {
-    size: body.length,
-    bodySize: body.length,
-    hash: native.blake3(body),
-    mtimeNs: "1700000000000000000",
-    mode: 0o644,
-  });
-}
-
-const packsDir = () => join(d.dataDir, "blobs", "packs", "1");
+const packsDir = () => join(net.d.dataDir, "blobs", "packs", "1");
 const keptPacks = async () => (await readdir(packsDir()).catch(() => [])).sort();
 
 function rows(sql: string): number {
-  const db = new DatabaseSync(join(d.dataDir, "blobs", "small.db"));
+  const db = new DatabaseSync(join(net.d.dataDir, "blobs", "small.db"));
   try {
     return (db.prepare(sql).get() as { n: number }).n;
   } finally {
@@ -49,7 +24,7 @@ function rows(sql: string): number {
 }
 
 async function prune(grace = 0): Promise<string> {
-  const r = await d.admin(["prune", "--grace", String(grace)]);
+  const r = await net.d.admin(["prune", "--grace", String(grace)]);
   assert.equal(r.code, 0, r.stderr);
   return r.stdout;
 }
@@ -57,9 +32,9 @@ async function prune(grace = 0): Promise<string> {
 describe("kept packs: a verified pack is the container of its small blobs", () => {
   test("the pack is kept once; its blobs restore; prune unpacks it when mostly unused, then removes it", async () => {
     const job = "31";
-    await client.setRetention(job, 0);
+    await net.client.setRetention(job, 0);
     const files = new Map<string, Buffer>();
-    const b = await PackBuilder.create(join(work, "a.pack"));
+    const b = await PackBuilder.create(join(net.work, "a.pack"));
     for (let i = 0; i < 40; i++) {
       const body = i % 2 ? randomBytes(5000) : Buffer.from(`text ${i}\n`.repeat(200));
       const path = `${i < 30 ? "a" : "b"}/f${i}`;
@@ -67,53 +42,53 @@ describe("kept packs: a verified pack is the container of its small blobs", () =
       await b.add(addHeader(job, path, body), body);
     }
     const w = await b.finish();
-    await client.uploadPack(job, w.path, { chunkSize: 32 * 1024 });
+    await net.client.uploadPack(job, w.path, { chunkSize: 32 * 1024 });
     const before = await keptPacks();
     assert.deepEqual(before, [`${w.sha256}.pack`], "kept under its SHA-256");
     assert.deepEqual(await readFile(join(packsDir(), before[0]!)), await readFile(w.path));
     assert.equal(rows("SELECT count(*) AS n FROM packed"), 40);
     assert.equal(rows("SELECT count(*) AS n FROM small"), 0, "no frame written twice");
 
-    const out = join(work, "r1");
-    await restoreFiles({ client, job, to: out });
+    const out = join(net.work, "r1");
+    await restoreFiles({ client: net.client, job, to: out });
     for (const [path, body] of files) {
       assert.deepEqual(await readFile(join(out, ...path.split("/"))), body, path);
     }
 
     // Three quarters of the blobs die: what is left moves into small.db, the pack goes.
-    await client.uploadPack(
+    await net.client.uploadPack(
       job,
-      (await packDelete(join(work, "d.pack"), { job, path: "a", folder: true })).path,
+      (await packDelete(join(net.work, "d.pack"), { job, path: "a", folder: true })).path,
     );
     assert.match(await prune(), /, 1 kept packs \(\d+ bytes\)/);
     assert.deepEqual(await keptPacks(), []);
     assert.equal(rows("SELECT count(*) AS n FROM packed"), 0);
     assert.equal(rows("SELECT count(*) AS n FROM small"), 10);
-    const out2 = join(work, "r2");
-    await restoreFiles({ client, job, to: out2 });
+    const out2 = join(net.work, "r2");
+    await restoreFiles({ client: net.client, job, to: out2 });
     for (const [path, body] of files) {
       if (path.startsWith("b/")) {
         assert.deepEqual(await readFile(join(out2, ...path.split("/"))), body, path);
       }
     }
-    const c = await d.admin(["check"]);
+    const c = await net.d.admin(["check"]);
     assert.equal(c.code, 0, c.stdout);
     assert.match(c.stdout, / 0 problems/);
   });
 
   test("a pack mostly in use stays; one with no blobs left goes, but not within the grace period", async () => {
     const job = "32";
-    await client.setRetention(job, 0);
-    const b = await PackBuilder.create(join(work, "k.pack"));
+    await net.client.setRetention(job, 0);
+    const b = await PackBuilder.create(join(net.work, "k.pack"));
     for (let i = 0; i < 10; i++) {
       const body = randomBytes(3000);
       await b.add(addHeader(job, `k/f${i}`, body), body);
     }
     const w = await b.finish();
-    await client.uploadPack(job, w.path);
-    await client.uploadPack(
+    await net.client.uploadPack(job, w.path);
+    await net.client.uploadPack(
       job,
-      (await packDelete(join(work, "k1.pack"), { job, path: "k/f0" })).path,
+      (await packDelete(join(net.work, "k1.pack"), { job, path: "k/f0" })).path,
     );
     const kept = `${w.sha256}.pack`;
     assert.match(await prune(), /, 0 kept packs/);
