@@ -7,7 +7,7 @@ import type { PackHeader } from "../../src/ccs/pack_format.ts";
 import { baseHeader, PackBuilder } from "../../src/ccs/pack_writer.ts";
 import { PackRejectedError } from "../../src/core/errors.ts";
 import { native } from "../../src/native/mod.ts";
-import { NetworkClient, type RemoteFile } from "../../src/network/client.ts";
+import type { RemoteFile } from "../../src/network/client.ts";
 import { restoreFiles } from "../../src/network/restore.ts";
 import { useCncopd } from "../helpers/cncopd.ts";
 import { addHeader } from "../helpers/packs.ts";
