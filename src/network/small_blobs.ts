@@ -9,7 +9,7 @@
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { transaction } from "../core/sqlite.ts";
+import { migrateOnce, transaction } from "../core/sqlite.ts";
 
 /** Largest blob kept here; larger ones are files. */
 export const SMALL_BLOB_MAX = 1024 * 1024;
@@ -37,8 +37,20 @@ const SCHEMA = `CREATE TABLE IF NOT EXISTS small (
   PRIMARY KEY (device, hash)
 )`;
 
-const PACKED = [
-  `CREATE TABLE IF NOT EXISTS packed (
+/**
+ * A blob's rows are found by the first 12 hex digits of its hash (`HASH_KEY`, an index
+ * of about 20 bytes an entry), not by the whole hash: a pack's rows go in with random
+ * hashes, and every page of the index they land on is written again at the commit (twice,
+ * with the journal). Under a primary key of (device, 64-character hash) a first backup of
+ * 84k files wrote 800 MB to a 25 MB database. The table itself grows at its end.
+ */
+const HASH_KEY = "substr(hash, 1, 12)";
+/** Where `packed` holds blob `?2` of device `?1`: found through {@link HASH_KEY}. */
+const PACKED_WHERE = `${HASH_KEY} = substr(?2, 1, 12) AND device = ?1 AND hash = ?2`;
+/** The same in `small` (keyed by device and hash; rows come only from unpacked packs). */
+const SMALL_WHERE = "device = ?1 AND hash = ?2";
+
+const PACKED_TABLE = `CREATE TABLE IF NOT EXISTS packed (
     device INTEGER NOT NULL,
     hash TEXT NOT NULL,
     size INTEGER NOT NULL,
@@ -46,9 +58,12 @@ const PACKED = [
     pack TEXT NOT NULL,
     offset INTEGER NOT NULL,
     length INTEGER NOT NULL,
-    touched INTEGER NOT NULL,
-    PRIMARY KEY (device, hash)
-  )`,
+    touched INTEGER NOT NULL
+  )`;
+
+const PACKED = [
+  PACKED_TABLE,
+  `CREATE INDEX IF NOT EXISTS packed_hash ON packed (${HASH_KEY})`,
   "CREATE INDEX IF NOT EXISTS packed_pack ON packed (device, pack)",
   // What each kept pack held when it was kept: the measure of how much of it is still used.
   `CREATE TABLE IF NOT EXISTS kept_packs (
@@ -59,6 +74,24 @@ const PACKED = [
     PRIMARY KEY (device, pack)
   )`,
 ];
+
+/** Whether `packed` still has the primary key of (device, hash) of its first version. */
+function packedHasOldKey(db: DatabaseSync): boolean {
+  return db.prepare("SELECT 1 FROM pragma_index_list('packed') WHERE origin = 'pk'")
+    .get() !== undefined;
+}
+
+/** Rebuilds a first-version `packed` table without its (device, hash) key, rows kept. */
+function rekeyPacked(db: DatabaseSync): void {
+  db.exec("DROP INDEX IF EXISTS packed_pack");
+  db.exec("ALTER TABLE packed RENAME TO packed_v1");
+  db.exec(PACKED_TABLE);
+  db.exec(
+    `INSERT INTO packed (device, hash, size, compression, pack, offset, length, touched)
+     SELECT device, hash, size, compression, pack, offset, length, touched FROM packed_v1`,
+  );
+  db.exec("DROP TABLE packed_v1");
+}
 
 /** A kept pack's live frames, for {@link SmallBlobs.packUse}. */
 export interface PackUse {
@@ -103,6 +136,7 @@ export class SmallBlobs {
       db.exec("PRAGMA journal_mode = TRUNCATE");
       db.exec("PRAGMA synchronous = FULL");
       db.exec(SCHEMA);
+      migrateOnce(db, () => !packedHasOldKey(db), () => rekeyPacked(db));
       for (const sql of PACKED) db.exec(sql);
     } catch (err) {
       db.close();
@@ -131,9 +165,9 @@ export class SmallBlobs {
     const now = Date.now();
     const put = this.#stmt(
       `INSERT INTO packed (device, hash, size, compression, pack, offset, length, touched)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (device, hash) DO UPDATE SET touched = excluded.touched`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     );
+    const touchPacked = this.#stmt(`UPDATE packed SET touched = ?3 WHERE ${PACKED_WHERE}`);
     const touchSmall = this.#stmt("UPDATE small SET touched = ? WHERE device = ? AND hash = ?");
     return transaction(this.#db, () => {
       // Under the write lock: a sweep takes a pack away only under it too (see `retire`),
@@ -144,6 +178,9 @@ export class SmallBlobs {
       const smalls = this.#stmt("SELECT 1 FROM small LIMIT 1").get() !== undefined;
       for (const b of blobs) {
         if (smalls && Number(touchSmall.run(now, device, b.hash).changes) > 0) continue;
+        // One row a blob: one already kept (in another pack, or twice in this one) is
+        // only refreshed.
+        if (Number(touchPacked.run(device, b.hash, now).changes) > 0) continue;
         put.run(device, b.hash, b.size, b.compression, pack, b.offset, b.length, now);
       }
       this.#stmt(
@@ -159,21 +196,23 @@ export class SmallBlobs {
   /** Refreshes a blob's age, so a concurrent prune keeps it; false when it is not here. */
   touch(device: number, hash: string): boolean {
     const now = Date.now();
-    let n = 0;
-    for (const table of ["small", "packed"]) {
-      n += Number(
-        this.#stmt(`UPDATE ${table} SET touched = ? WHERE device = ? AND hash = ?`)
-          .run(now, device, hash).changes,
-      );
-    }
+    let n = Number(
+      this.#stmt(`UPDATE small SET touched = ?3 WHERE ${SMALL_WHERE}`)
+        .run(device, hash, now).changes,
+    );
+    n += Number(
+      this.#stmt(`UPDATE packed SET touched = ?3 WHERE ${PACKED_WHERE}`).run(device, hash, now)
+        .changes,
+    );
     return n > 0;
   }
 
   /** Size of a blob, or undefined when it is not here. */
   size(device: number, hash: string): number | undefined {
-    for (const table of ["small", "packed"]) {
-      const r = this.#stmt(`SELECT size FROM ${table} WHERE device = ? AND hash = ?`)
-        .get(device, hash) as { size: number } | undefined;
+    for (const [table, where] of [["small", SMALL_WHERE], ["packed", PACKED_WHERE]]) {
+      const r = this.#stmt(`SELECT size FROM ${table} WHERE ${where}`).get(device, hash) as
+        | { size: number }
+        | undefined;
       if (r) return r.size;
     }
     return undefined;
@@ -196,7 +235,7 @@ export class SmallBlobs {
     ).get(device, hash) as { size: number; compression: string; frame: Uint8Array } | undefined;
     if (r) return r.compression === "zstd" ? this.#inflate(r.frame, r.size) : r.frame;
     const p = this.#stmt(
-      "SELECT size, compression, pack, offset, length FROM packed WHERE device = ? AND hash = ?",
+      `SELECT size, compression, pack, offset, length FROM packed WHERE ${PACKED_WHERE}`,
     ).get(device, hash) as
       | { size: number; compression: string; pack: string; offset: number; length: number }
       | undefined;
@@ -224,10 +263,14 @@ export class SmallBlobs {
   /** Removes a blob not touched since `olderThanMs`; true when removed. */
   remove(device: number, hash: string, olderThanMs: number): boolean {
     let n = 0;
-    for (const table of ["small", "packed"]) {
+    for (const [table, where] of [["small", SMALL_WHERE], ["packed", PACKED_WHERE]]) {
       n += Number(
-        this.#stmt(`DELETE FROM ${table} WHERE device = ? AND hash = ? AND touched <= ?`)
-          .run(device, hash, olderThanMs).changes,
+        this.#stmt(`DELETE FROM ${table} WHERE ${where} AND touched <= ?3`).run(
+          device,
+          hash,
+          olderThanMs,
+        )
+          .changes,
       );
     }
     return n > 0;
@@ -292,16 +335,20 @@ export class SmallBlobs {
   *list(): Iterable<{ device: number; hash: string; size: number }> {
     for (const table of ["small", "packed"]) {
       const page = this.#stmt(
-        `SELECT device, hash, size FROM ${table} WHERE (device, hash) > (?, ?)
-         ORDER BY device, hash LIMIT 1000`,
+        `SELECT rowid AS id, device, hash, size FROM ${table} WHERE rowid > ?
+         ORDER BY rowid LIMIT 1000`,
       );
-      let after: [number, string] = [-1, ""];
+      let after = 0;
       for (;;) {
-        const rows = page.all(...after) as { device: number; hash: string; size: number }[];
+        const rows = page.all(after) as {
+          id: number;
+          device: number;
+          hash: string;
+          size: number;
+        }[];
         if (rows.length === 0) break;
-        yield* rows;
-        const last = rows[rows.length - 1]!;
-        after = [last.device, last.hash];
+        for (const r of rows) yield { device: r.device, hash: r.hash, size: r.size };
+        after = rows[rows.length - 1]!.id;
       }
     }
   }
