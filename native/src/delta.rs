@@ -120,19 +120,52 @@ pub fn strong(block: &[u8]) -> [u8; STRONG_LEN] {
 /// Writes the signature of `base` to `sig`.
 pub fn signature(base: &Path, sig: &Path, block_size: u32) -> io::Result<()> {
     let size = fs::metadata(base)?.len();
-    let bs = if block_size == 0 {
-        choose_block_size(size)
-    } else {
-        block_size
-    };
-    if !(MIN_BLOCK..=MAX_BLOCK).contains(&bs) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("signature: block size {bs} out of range {MIN_BLOCK}..{MAX_BLOCK}"),
-        ));
+    let mut w = SigWriter::create(sig, size, block_size, &base.display().to_string())?;
+    let mut err: Option<io::Error> = None;
+    let read = read_chunks(base, |c| {
+        if err.is_none() {
+            err = w.update(c).err();
+        }
+    });
+    match read.and_then(|()| err.map_or(Ok(()), Err)) {
+        Ok(()) => w.finish(),
+        Err(e) => {
+            w.abort();
+            Err(e)
+        }
     }
-    let tmp = tmp_path(sig);
-    let res = (|| {
+}
+
+/// A signature written as the content streams by (the content's size known up front): to a
+/// temp file, renamed over the destination by [`SigWriter::finish`].
+pub struct SigWriter {
+    w: BufWriter<File>,
+    bs: usize,
+    pending: Vec<u8>,
+    total: u64,
+    size: u64,
+    tmp: PathBuf,
+    dst: PathBuf,
+    /// The content's file, for messages.
+    base: String,
+}
+
+impl SigWriter {
+    /// Starts the signature of `size` bytes of the content of `base` (a name for messages);
+    /// `block_size` 0 chooses it.
+    pub fn create(sig: &Path, size: u64, block_size: u32, base: &str) -> io::Result<SigWriter> {
+        let bs = if block_size == 0 {
+            choose_block_size(size)
+        } else {
+            block_size
+        };
+        if !(MIN_BLOCK..=MAX_BLOCK).contains(&bs) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("signature: block size {bs} out of range {MIN_BLOCK}..{MAX_BLOCK}"),
+            ));
+        }
+        let tmp = tmp_path(sig);
         let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
         let mut header = Vec::with_capacity(SIG_HEADER_LEN);
         header.extend_from_slice(SIG_MAGIC);
@@ -141,69 +174,78 @@ pub fn signature(base: &Path, sig: &Path, block_size: u32) -> io::Result<()> {
         header.extend_from_slice(&[0, 0]);
         header.extend_from_slice(&bs.to_le_bytes());
         header.extend_from_slice(&size.to_le_bytes());
-        w.write_all(&header)?;
-        let bs = bs as usize;
-        let mut pending: Vec<u8> = Vec::with_capacity(bs);
-        let mut total: u64 = 0;
-        let mut err: Option<io::Error> = None;
-        let emit = |block: &[u8], w: &mut BufWriter<File>| -> io::Result<()> {
-            w.write_all(&Rolling::new(block).digest().to_le_bytes())?;
-            w.write_all(&strong(block))
-        };
-        read_chunks(base, |mut c| {
-            if err.is_some() {
-                return;
-            }
-            total += c.len() as u64;
-            if !pending.is_empty() {
-                let take = (bs - pending.len()).min(c.len());
-                pending.extend_from_slice(&c[..take]);
-                c = &c[take..];
-                if pending.len() == bs {
-                    if let Err(e) = emit(&pending, &mut w) {
-                        err = Some(e);
-                        return;
-                    }
-                    pending.clear();
-                }
-            }
-            // Blocks are independent: hash a chunk's blocks on all cores, write in order.
-            let full = c.len() / bs * bs;
-            let recs: Vec<[u8; 4 + STRONG_LEN]> = c[..full]
-                .par_chunks(bs)
-                .with_min_len(256)
-                .map(|block| {
-                    let mut r = [0u8; 4 + STRONG_LEN];
-                    r[..4].copy_from_slice(&Rolling::new(block).digest().to_le_bytes());
-                    r[4..].copy_from_slice(&strong(block));
-                    r
-                })
-                .collect();
-            for r in &recs {
-                if let Err(e) = w.write_all(r) {
-                    err = Some(e);
-                    return;
-                }
-            }
-            pending.extend_from_slice(&c[full..]);
-        })?;
-        if let Some(e) = err {
+        if let Err(e) = w.write_all(&header) {
+            let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-        if !pending.is_empty() {
-            emit(&pending, &mut w)?;
+        Ok(SigWriter {
+            w,
+            bs: bs as usize,
+            pending: Vec::with_capacity(bs as usize),
+            total: 0,
+            size,
+            tmp,
+            dst: sig.to_path_buf(),
+            base: base.to_string(),
+        })
+    }
+
+    /// Adds the next bytes of the content.
+    pub fn update(&mut self, mut c: &[u8]) -> io::Result<()> {
+        let bs = self.bs;
+        self.total += c.len() as u64;
+        if !self.pending.is_empty() {
+            let take = (bs - self.pending.len()).min(c.len());
+            self.pending.extend_from_slice(&c[..take]);
+            c = &c[take..];
+            if self.pending.len() == bs {
+                self.w.write_all(&Rolling::new(&self.pending).digest().to_le_bytes())?;
+                self.w.write_all(&strong(&self.pending))?;
+                self.pending.clear();
+            }
         }
-        if total != size {
-            return Err(invalid(format!(
-                "signature: {} changed size while being read ({size} -> {total})",
-                base.display()
-            )));
+        // Blocks are independent: hash a chunk's blocks on all cores, write in order.
+        let full = c.len() / bs * bs;
+        let recs: Vec<[u8; 4 + STRONG_LEN]> = c[..full]
+            .par_chunks(bs)
+            .with_min_len(256)
+            .map(|block| {
+                let mut r = [0u8; 4 + STRONG_LEN];
+                r[..4].copy_from_slice(&Rolling::new(block).digest().to_le_bytes());
+                r[4..].copy_from_slice(&strong(block));
+                r
+            })
+            .collect();
+        for r in &recs {
+            self.w.write_all(r)?;
         }
-        // The header records the size seen by stat; rewrite nothing, sizes agree.
-        w.flush()?;
+        self.pending.extend_from_slice(&c[full..]);
         Ok(())
-    })();
-    finish_tmp(res, &tmp, sig)
+    }
+
+    /// Completes the signature and renames it into place; the content must have been
+    /// exactly the size given to [`SigWriter::create`].
+    pub fn finish(mut self) -> io::Result<()> {
+        let res = (|| {
+            if !self.pending.is_empty() {
+                self.w.write_all(&Rolling::new(&self.pending).digest().to_le_bytes())?;
+                self.w.write_all(&strong(&self.pending))?;
+            }
+            if self.total != self.size {
+                return Err(invalid(format!(
+                    "signature: {} changed size while being read ({} -> {})",
+                    self.base, self.size, self.total
+                )));
+            }
+            self.w.flush()
+        })();
+        finish_tmp(res, &self.tmp, &self.dst)
+    }
+
+    /// Drops the unfinished signature.
+    pub fn abort(self) {
+        let _ = fs::remove_file(&self.tmp);
+    }
 }
 
 /// A parsed signature.

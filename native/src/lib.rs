@@ -10,6 +10,7 @@ pub mod durable;
 pub mod fork;
 pub mod hash;
 pub mod lock;
+pub mod pack_file;
 pub mod read_pack;
 pub mod vss;
 pub mod walk;
@@ -207,6 +208,100 @@ pub fn verify_frames(
     Ok(AsyncTask::new(VerifyFramesTask {
         checks,
         window_log_max,
+    }))
+}
+
+/// What [`write_file_pack`] writes (see `pack_file.rs`).
+#[napi(object)]
+pub struct FilePackOptions {
+    pub source: String,
+    pub out: String,
+    /// The bytes before the body, with a 64-digit placeholder for the hash at `hashAt`
+    /// (absent: the header's hash is not the body's, as for a delta).
+    pub prefix: Uint8Array,
+    pub hash_at: Option<u32>,
+    /// The bytes after the body frames.
+    pub suffix: Uint8Array,
+    /// zstd level; 0 writes the body raw.
+    pub level: i32,
+    /// The size and mtime (ns, decimal) the source must keep.
+    pub size: f64,
+    pub mtime_ns: String,
+    /// Also write the content's block signature here.
+    pub sig: Option<String>,
+}
+
+/// A written file pack: its bytes, SHA-256 trailer and the content's BLAKE3 (hex).
+#[napi(object)]
+pub struct FilePackWritten {
+    pub bytes: f64,
+    pub sha256: String,
+    pub blake3: String,
+}
+
+pub struct FilePackTask {
+    source: String,
+    out: String,
+    prefix: Vec<u8>,
+    hash_at: Option<usize>,
+    suffix: Vec<u8>,
+    level: i32,
+    size: u64,
+    mtime_ns: i64,
+    sig: Option<String>,
+}
+
+impl Task for FilePackTask {
+    type Output = pack_file::FilePackWritten;
+    type JsValue = FilePackWritten;
+    fn compute(&mut self) -> Result<Self::Output> {
+        let sig = self.sig.as_ref().map(PathBuf::from);
+        pack_file::write_file_pack(&pack_file::FilePack {
+            source: self.source.as_ref(),
+            out: self.out.as_ref(),
+            prefix: &self.prefix,
+            hash_at: self.hash_at,
+            suffix: &self.suffix,
+            level: self.level,
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            sig: sig.as_deref(),
+        })
+        .map_err(|e| {
+            if e.to_string().starts_with("ECHANGED") {
+                err(e)
+            } else {
+                path_err("pack", &self.source, e)
+            }
+        })
+    }
+    fn resolve(&mut self, _env: Env, w: Self::Output) -> Result<FilePackWritten> {
+        Ok(FilePackWritten {
+            bytes: w.bytes as f64,
+            sha256: w.sha256,
+            blake3: w.blake3,
+        })
+    }
+}
+
+/// Writes a one-entry pack of a large file in one read of it (hash, zstd frames, block
+/// signature); an error starting with `ECHANGED` means the file is not what was listed.
+#[napi(ts_return_type = "Promise<FilePackWritten>")]
+pub fn write_file_pack(o: FilePackOptions) -> Result<AsyncTask<FilePackTask>> {
+    let mtime_ns = o
+        .mtime_ns
+        .parse::<i64>()
+        .map_err(|_| Error::new(Status::InvalidArg, "writeFilePack: mtimeNs is not an integer"))?;
+    Ok(AsyncTask::new(FilePackTask {
+        source: o.source,
+        out: o.out,
+        prefix: o.prefix.to_vec(),
+        hash_at: o.hash_at.map(|a| a as usize),
+        suffix: o.suffix.to_vec(),
+        level: o.level,
+        size: o.size as u64,
+        mtime_ns,
+        sig: o.sig,
     }))
 }
 

@@ -121,11 +121,8 @@ async function packContent(
     throw new SourceChangedError(`${item.path} changed since the peek`);
   }
   const common = { job: c.jobKey, path: item.path, program: "backupagentnq", programVersion };
-  let sigFile: string | null = null;
-  if (st.size >= MIN_SIG_SIZE) {
-    await writeSignature(abs, sig);
-    sigFile = sig;
-  }
+  // Files this large get their own signature: for an add from the same read as its pack.
+  const wantSig = st.size >= MIN_SIG_SIZE;
   if (item.kind === "UPDATE" && item.baseVersion !== null && item.baseHash) {
     const base = await baseSignature(
       c.workDir,
@@ -143,6 +140,7 @@ async function packContent(
           throw new SourceChangedError(`${item.path} changed while it was packed`);
         }
         if (d.deltaSize < d.newSize * 0.9 || d.newSize === 0) {
+          if (wantSig) await writeSignature(abs, sig);
           const w = await packUpdate(out, {
             ...common,
             deltaPath,
@@ -158,7 +156,7 @@ async function packContent(
             { path: item.path, abs, size: st.size, mtimeNs: st.mtimeNs },
             d.newBlake3,
           );
-          return { w, sig: sigFile, kind: "UPDATE" };
+          return { w, sig: wantSig ? sig : null, kind: "UPDATE" };
         }
       } finally {
         rmSync(deltaPath, { force: true });
@@ -174,17 +172,17 @@ async function packContent(
     ino: item.ino,
     dev: item.dev,
   };
-  const hash = c.states.fromFork(f) ?? await native.blake3File(abs);
+  // Hashed as it is packed: a known hash (a fork's) would only save a check.
   const w = await packAdd(out, {
     ...common,
     source: abs,
     size: st.size,
     mtimeNs: st.mtimeNs,
     mode: st.mode,
-    hash,
+    ...(wantSig ? { sig } : {}),
   });
-  c.states.remember(f, hash);
-  return { w, sig: sigFile, kind: "ADD" };
+  c.states.remember(f, w.header.hash);
+  return { w, sig: wantSig ? sig : null, kind: "ADD" };
 }
 
 const programVersion = cncopVersion;

@@ -1,6 +1,6 @@
 /**
- * Writes pack instruction files (docs/formats/pack.md): one-entry packs whose body is
- * streamed through zstd ({@link writePack}, never holding a whole file in memory), and
+ * Writes pack instruction files (docs/formats/pack.md): one-entry packs whose body file is
+ * read once by the native core ({@link writePack}, never held whole in memory), and
  * packs of many small entries ({@link PackBuilder}). Both write to a temp file, fsync and
  * rename, so a pack on disk is always complete.
  *
@@ -12,11 +12,8 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { type FileHandle, open, rename, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { pipeline } from "node:stream/promises";
-import zlib from "node:zlib";
 import { CncopError } from "../core/errors.ts";
 import { native } from "../native/mod.ts";
 import {
@@ -189,12 +186,18 @@ function zstdLevel(level: number | undefined): number {
   return Math.min(9, Math.max(1, Math.round(level ?? 3)));
 }
 
+/** Where a 64-digit hash placeholder goes while the body's hash is not known yet. */
+const HASH_PLACEHOLDER = "0".repeat(64);
+
 /**
- * Writes a one-entry pack with the given header; `bodyPath` (add: the content, update: the
- * delta) is streamed in, never held whole in memory. For an add, the content's BLAKE3 and
- * size are checked while streaming.
+ * Writes a one-entry pack with the given header; the body file `bodyPath` (add: the
+ * content, update: the delta) is read once by the native core, never held whole in memory:
+ * an add's header gets the BLAKE3 of exactly the bytes sent, and with `sig` the content's
+ * block signature is written from the same read. A `header.hash` already given for an add
+ * must match what was read.
  *
- * @throws {SourceChangedError} when an add's source no longer matches its header.
+ * @throws {SourceChangedError} when the body file changes, or an add's content is not the
+ * one its given hash names.
  * @throws {PackRejectedError} when the header is invalid.
  */
 export async function writePack(
@@ -202,62 +205,67 @@ export async function writePack(
   header: PackHeader,
   bodyPath?: string,
   level = 3,
+  options: { sig?: string } = {},
 ): Promise<PackWritten> {
   validateHeader(header, Number.MAX_SAFE_INTEGER);
   if (header.bodySize > 0 && bodyPath === undefined) {
     throw new CncopError("writePack: a body is declared but no body file given");
   }
-  const f = await PackFile.create(outPath);
-  try {
-    f.putHeader(header);
-    if (bodyPath !== undefined && header.bodySize > 0) {
-      let read = 0;
-      const source = createReadStream(bodyPath, { highWaterMark: 1 << 20 });
-      const counted = async function* (src: AsyncIterable<Buffer>) {
-        for await (const chunk of src) {
-          read += chunk.length;
-          if (read > header.bodySize) break; // grew while packing; caught below
-          yield chunk;
-        }
-      };
-      const frames = async (src: AsyncIterable<Buffer>) => {
-        for await (const chunk of src) {
-          f.putU32(chunk.length);
-          f.put(chunk);
-          await f.flush();
-        }
-      };
-      if (header.compression === "zstd") {
-        await pipeline(
-          source,
-          counted,
-          zlib.createZstdCompress({
-            params: { [zlib.constants.ZSTD_c_compressionLevel]: zstdLevel(level) },
-            chunkSize: 256 * 1024,
-          }),
-          frames,
-        );
-      } else {
-        await pipeline(source, counted, frames);
-      }
-      if (read !== header.bodySize) {
-        throw new SourceChangedError(
-          `${bodyPath} is ${read > header.bodySize ? "larger" : "smaller"} than when it was listed`,
-        );
-      }
-      // Hashed again after streaming, natively (far faster than hashing the stream in
-      // wasm): a file rewritten while it was packed no longer matches the header.
-      if (header.kind === "add" && (await native.blake3File(bodyPath)) !== header.hash) {
-        throw new SourceChangedError(`${bodyPath} changed while it was packed (hash differs)`);
-      }
+  if (bodyPath === undefined || header.bodySize === 0) {
+    const f = await PackFile.create(outPath);
+    try {
+      f.putHeader(header);
+      f.putU32(0); // the entry's end frame
+      const done = await f.finish();
+      return { path: outPath, header, headers: [header], ...done };
+    } catch (err) {
+      await f.abort();
+      throw err;
     }
-    f.putU32(0); // the entry's end frame
-    const done = await f.finish();
-    return { path: outPath, header, headers: [header], ...done };
+  }
+  const add = header.kind === "add";
+  const json = JSON.stringify(add ? { ...header, hash: HASH_PLACEHOLDER } : header);
+  const key = `"hash":"${HASH_PLACEHOLDER}"`;
+  const hashAt = add ? Buffer.byteLength(json.slice(0, json.indexOf(key))) + 8 : undefined;
+  const jsonBytes = Buffer.from(json, "utf8");
+  const prefix = Buffer.allocUnsafe(PACK_MAGIC.length + 4 + jsonBytes.length);
+  prefix.set(PACK_MAGIC, 0);
+  prefix.writeUInt32BE(jsonBytes.length, PACK_MAGIC.length);
+  prefix.set(jsonBytes, PACK_MAGIC.length + 4);
+  // An add's body must still be the listed file; a delta is checked against its own stat.
+  const mtimeNs = add ? header.mtimeNs : String((await stat(bodyPath, { bigint: true })).mtimeNs);
+  const tmp = `${outPath}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  let w: { bytes: number; sha256: string; blake3: string };
+  try {
+    w = await native.writeFilePack({
+      source: bodyPath,
+      out: tmp,
+      prefix,
+      ...(hashAt !== undefined ? { hashAt: PACK_MAGIC.length + 4 + hashAt } : {}),
+      suffix: new Uint8Array(8), // the entry's end frame, the end of the entries
+      level: header.compression === "zstd" ? zstdLevel(level) : 0,
+      size: header.bodySize,
+      mtimeNs,
+      ...(options.sig !== undefined ? { sig: options.sig } : {}),
+    });
   } catch (err) {
-    await f.abort();
+    const m = /ECHANGED: (.*)/.exec((err as Error).message);
+    if (m) throw new SourceChangedError(m[1]!, { cause: err });
     throw err;
   }
+  try {
+    if (add && header.hash !== "" && header.hash !== HASH_PLACEHOLDER && header.hash !== w.blake3) {
+      throw new SourceChangedError(`${bodyPath} changed while it was packed (hash differs)`);
+    }
+    await rename(tmp, outPath);
+    await syncDir(dirname(outPath));
+  } catch (err) {
+    await rm(tmp, { force: true });
+    if (options.sig !== undefined) await rm(options.sig, { force: true });
+    throw err;
+  }
+  const done = add ? { ...header, hash: w.blake3 } : header;
+  return { path: outPath, header: done, headers: [done], bytes: w.bytes, sha256: w.sha256 };
 }
 
 /**
@@ -383,6 +391,8 @@ export interface PackAddOptions extends PackCommon {
   hash?: string;
   /** Size if already known (else from stat). */
   size?: number;
+  /** Also write the content's block signature here (from the same read). */
+  sig?: string;
 }
 
 /**
@@ -393,14 +403,14 @@ export interface PackAddOptions extends PackCommon {
 export async function packAdd(outPath: string, o: PackAddOptions): Promise<PackWritten> {
   const st = await stat(o.source, { bigint: true });
   const size = o.size ?? Number(st.size);
-  const hash = o.hash ?? await native.blake3File(o.source);
   const header = baseHeader("add", o);
   header.size = size;
   header.bodySize = size;
-  header.hash = hash;
+  // Hashed while it is packed (writePack), in the same read; a hash given must match.
+  header.hash = o.hash ?? (size > 0 ? HASH_PLACEHOLDER : native.blake3(new Uint8Array(0)));
   header.mtimeNs = o.mtimeNs !== undefined ? String(o.mtimeNs) : String(st.mtimeNs);
   header.mode = o.mode ?? Number(st.mode) & 0o7777;
-  return writePack(outPath, header, o.source, o.level);
+  return writePack(outPath, header, o.source, o.level, o.sig !== undefined ? { sig: o.sig } : {});
 }
 
 /** Options of {@link packUpdate}. */

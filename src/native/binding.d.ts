@@ -49,6 +49,34 @@ export interface FileForPack {
   error: string
 }
 
+/** What [`write_file_pack`] writes (see `pack_file.rs`). */
+export interface FilePackOptions {
+  source: string
+  out: string
+  /**
+   * The bytes before the body, with a 64-digit placeholder for the hash at `hashAt`
+   * (absent: the header's hash is not the body's, as for a delta).
+   */
+  prefix: Uint8Array
+  hashAt?: number
+  /** The bytes after the body frames. */
+  suffix: Uint8Array
+  /** zstd level; 0 writes the body raw. */
+  level: number
+  /** The size and mtime (ns, decimal) the source must keep. */
+  size: number
+  mtimeNs: string
+  /** Also write the content's block signature here. */
+  sig?: string
+}
+
+/** A written file pack: its bytes, SHA-256 trailer and the content's BLAKE3 (hex). */
+export interface FilePackWritten {
+  bytes: number
+  sha256: string
+  blake3: string
+}
+
 /**
  * A batch of small files read for pack entries: their data end to end in one buffer (a
  * buffer per file cost the JS side a finalizer and a share of a garbage collection each).
@@ -143,6 +171,12 @@ export interface WalkBatch {
 
 /** Starts a walk; throws when `root` is not a readable directory or a glob is invalid. */
 export declare function walkStart(root: string, options: NativeWalkOptions): WalkHandle
+
+/**
+ * Writes a one-entry pack of a large file in one read of it (hash, zstd frames, block
+ * signature); an error starting with `ECHANGED` means the file is not what was listed.
+ */
+export declare function writeFilePack(o: FilePackOptions): Promise<FilePackWritten>
 
 /** xxh3-128 of a buffer, 32 lowercase hex digits. */
 export declare function xxh3(data: Uint8Array): string

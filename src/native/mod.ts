@@ -134,6 +134,7 @@ function addonCore(b: NativeBinding): NativeCore {
       let at = 0;
       return files.map(({ length, ...f }) => ({ ...f, data: data.subarray(at, at += length) }));
     },
+    writeFilePack: (o) => wrapAsync(b.writeFilePack(o)),
     verifyFrames: (checks, wlog) =>
       wrapAsync(
         b.verifyFrames(
@@ -176,13 +177,14 @@ function addonCore(b: NativeBinding): NativeCore {
 export async function loadPortableCore(): Promise<NativeCore> {
   // Loaded on demand: with the addon, their start-up (hash-wasm's WebAssembly, node:zlib)
   // was about a third of every program's (34 of 110 ms).
-  const [pCompress, pDelta, pDurable, pFork, pHash, pLock, pWalk] = await Promise.all([
+  const [pCompress, pDelta, pDurable, pFork, pHash, pLock, pPack, pWalk] = await Promise.all([
     import("./portable/compress.ts"),
     import("./portable/delta.ts"),
     import("./portable/durable.ts"),
     import("./portable/fork.ts"),
     import("./portable/hash.ts"),
     import("./portable/lock.ts"),
+    import("./portable/pack_file.ts"),
     import("./portable/walk.ts"),
   ]);
   await pHash.initHashes();
@@ -199,6 +201,7 @@ export async function loadPortableCore(): Promise<NativeCore> {
     zstdDecompress: pCompress.zstdDecompress,
     verifyFrames: (checks, wlog) => Promise.resolve(pCompress.verifyFrames(checks, wlog)),
     readFilesForPack: (paths, level) => Promise.resolve(pCompress.readFilesForPack(paths, level)),
+    writeFilePack: (o) => wrapAsync(pPack.writeFilePack(o)),
     signature: (basePath, sigPath, blockSize) =>
       wrapAsync(pDelta.signature(basePath, sigPath, blockSize)),
     delta: (sigPath, newPath, deltaPath) => wrapAsync(pDelta.delta(sigPath, newPath, deltaPath)),

@@ -100,6 +100,15 @@ export interface NativeCore {
    */
   verifyFrames(checks: FrameCheck[], windowLogMax: number): Promise<string[]>;
   /**
+   * Writes a one-entry pack of the large file `source` in one read of it: `prefix` (magic,
+   * header length, header), the body as zstd frames (raw with `level` 0), `suffix`, then
+   * the SHA-256 trailer, to `out`, fsynced (renaming it into place is the caller's). The
+   * content's BLAKE3 goes into the 64-digit placeholder at `hashAt`, and with `sig` its
+   * block signature is written too. Rejects with a message starting `ECHANGED` when the
+   * file does not keep `size` and `mtimeNs`, leaving neither file behind.
+   */
+  writeFilePack(o: FilePackOptions): Promise<FilePackWritten>;
+  /**
    * Returns the allocator's free memory to the system (glibc `malloc_trim`); false where
    * there is nothing to do (the portable twin). Called between batches of long runs.
    */
@@ -171,4 +180,33 @@ export interface FileForPack {
   mtimeNs: string;
   /** "" when read, else an error code (`ENOENT`, `EACCES`, `EIO`) and text. */
   error: string;
+}
+
+/** What {@link NativeCore.writeFilePack} writes. */
+export interface FilePackOptions {
+  source: string;
+  out: string;
+  /** The bytes before the body, with a 64-digit placeholder for the hash at `hashAt`. */
+  prefix: Uint8Array;
+  /** Where the placeholder lies; absent when the header's hash is not the body's (a delta). */
+  hashAt?: number;
+  /** The bytes after the body frames. */
+  suffix: Uint8Array;
+  /** zstd level (1..9); 0 writes the body raw. */
+  level: number;
+  /** The size and mtime (ns, decimal) the source must keep. */
+  size: number;
+  mtimeNs: string;
+  /** Also write the content's block signature here. */
+  sig?: string;
+}
+
+/** A pack written by {@link NativeCore.writeFilePack}. */
+export interface FilePackWritten {
+  /** Bytes of the pack file. */
+  bytes: number;
+  /** Its SHA-256 trailer, hex. */
+  sha256: string;
+  /** BLAKE3 hex of the content read. */
+  blake3: string;
 }

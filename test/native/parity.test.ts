@@ -94,6 +94,83 @@ test("hashes agree native vs portable, on buffers and files", { skip: noAddon },
   }
 });
 
+test("writeFilePack() gives the same pack, bar the zstd frames, native vs portable", {
+  skip: noAddon,
+}, async () => {
+  const s = scratch("pf");
+  try {
+    const { statSync } = await import("node:fs");
+    const { createHash } = await import("node:crypto");
+    const { zstdDecompressSync } = await import("node:zlib");
+    const prefix = Buffer.concat([
+      Buffer.from("HDR:"),
+      Buffer.from("0".repeat(64)),
+      Buffer.from(":"),
+    ]);
+    const suffix = Buffer.alloc(8);
+    /** The body of a written pack (frames joined, decoded when zstd), checked for shape. */
+    const bodyOf = (pack: Buffer, level: number) => {
+      const end = pack.length - 32;
+      assert.deepEqual(
+        createHash("sha256").update(pack.subarray(0, end)).digest(),
+        pack.subarray(end),
+      );
+      assert.deepEqual(pack.subarray(end - 8, end), suffix);
+      const parts: Buffer[] = [];
+      for (let at = prefix.length; at < end - 8;) {
+        const len = pack.readUInt32BE(at);
+        assert.ok(len > 0 && len <= 4 << 20);
+        parts.push(pack.subarray(at + 4, at + 4 + len));
+        at += 4 + len;
+      }
+      const z = Buffer.concat(parts);
+      return level > 0 ? zstdDecompressSync(z) : z;
+    };
+    for (const [n, level] of [[1, 3], [2_500_000, 3], [9_000_001, 1], [1_100_000, 0]] as const) {
+      const data = n === 1 ? Buffer.from("x") : randomBytes(n, n);
+      if (n === 2_500_000) data.fill(7, 0, 2_000_000); // compressible in part
+      const src = join(s.dir, `src${n}`);
+      writeFileSync(src, data);
+      const st = statSync(src, { bigint: true });
+      const o = (core: string) => ({
+        source: src,
+        out: join(s.dir, `${core}${n}.pack`),
+        prefix,
+        hashAt: 4,
+        suffix,
+        level,
+        size: n,
+        mtimeNs: String(st.mtimeNs),
+        sig: join(s.dir, `${core}${n}.sig`),
+      });
+      const wn = await native.writeFilePack(o("n"));
+      const wp = await portable.writeFilePack(o("p"));
+      const hash = native.blake3(data);
+      assert.equal(wn.blake3, hash);
+      assert.equal(wp.blake3, hash);
+      for (const core of ["n", "p"]) {
+        const pack = readFileSync(join(s.dir, `${core}${n}.pack`));
+        assert.equal(pack.subarray(4, 68).toString(), hash, `${core} ${n}: hash in its place`);
+        assert.deepEqual(bodyOf(pack, level), data, `${core} ${n}: body`);
+      }
+      assert.equal(wn.bytes, readFileSync(join(s.dir, `n${n}.pack`)).length);
+      assert.deepEqual(
+        readFileSync(join(s.dir, `n${n}.sig`)),
+        readFileSync(join(s.dir, `p${n}.sig`)),
+      );
+      // Not the file that was listed: ECHANGED, and nothing left behind.
+      for (const core of [native, portable]) {
+        const bad = { ...o("x"), size: n + 1 };
+        await assert.rejects(core.writeFilePack(bad), /ECHANGED/);
+        assert.throws(() => statSync(bad.out), /ENOENT/);
+        assert.throws(() => statSync(bad.sig), /ENOENT/);
+      }
+    }
+  } finally {
+    s.done();
+  }
+});
+
 /** A tree with the awkward cases: unicode, long names, hidden and ignore files, links. */
 export function makeTree(root: string): void {
   const w = (p: string, data = p) => writeFileSync(join(root, p), data);
