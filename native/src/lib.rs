@@ -9,6 +9,7 @@ pub mod delta;
 pub mod durable;
 pub mod fork;
 pub mod hash;
+pub mod inflate;
 pub mod lock;
 pub mod pack_file;
 pub mod read_pack;
@@ -303,6 +304,116 @@ pub fn write_file_pack(o: FilePackOptions) -> Result<AsyncTask<FilePackTask>> {
         mtime_ns,
         sig: o.sig,
     }))
+}
+
+/// A large pack body being written by the network (see `inflate.rs`): frames go in with
+/// `write`, in order; `finish` gives the body's BLAKE3 and size.
+#[napi]
+pub struct BodyInflater {
+    inner: Arc<Mutex<Option<inflate::Inflater>>>,
+}
+
+/// The body file, once complete.
+#[napi(object)]
+pub struct InflatedBody {
+    pub blake3: String,
+    pub size: f64,
+}
+
+fn inflate_err(e: io::Error) -> Error {
+    // A corrupt or oversized body keeps its `EPACK` mark; anything else is our own I/O.
+    Error::new(Status::GenericFailure, e.to_string())
+}
+
+pub struct InflateWriteTask {
+    inner: Arc<Mutex<Option<inflate::Inflater>>>,
+    frame: Vec<u8>,
+}
+
+impl Task for InflateWriteTask {
+    type Output = ();
+    type JsValue = ();
+    fn compute(&mut self) -> Result<()> {
+        let mut g = self
+            .inner
+            .lock()
+            .map_err(|_| Error::from_reason("inflate: poisoned"))?;
+        let inf = g
+            .as_mut()
+            .ok_or_else(|| Error::from_reason("inflate: the body is already ended"))?;
+        inf.write(&self.frame).map_err(inflate_err)
+    }
+    fn resolve(&mut self, _env: Env, _out: ()) -> Result<()> {
+        Ok(())
+    }
+}
+
+pub struct InflateFinishTask {
+    inner: Arc<Mutex<Option<inflate::Inflater>>>,
+}
+
+impl Task for InflateFinishTask {
+    type Output = (String, u64);
+    type JsValue = InflatedBody;
+    fn compute(&mut self) -> Result<Self::Output> {
+        let inf = self
+            .inner
+            .lock()
+            .map_err(|_| Error::from_reason("inflate: poisoned"))?
+            .take()
+            .ok_or_else(|| Error::from_reason("inflate: the body is already ended"))?;
+        inf.finish().map_err(inflate_err)
+    }
+    fn resolve(&mut self, _env: Env, out: Self::Output) -> Result<InflatedBody> {
+        Ok(InflatedBody {
+            blake3: out.0,
+            size: out.1 as f64,
+        })
+    }
+}
+
+#[napi]
+impl BodyInflater {
+    /// Decompresses (when zstd), hashes and writes the next frame.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn write(&self, frame: Uint8Array) -> AsyncTask<InflateWriteTask> {
+        AsyncTask::new(InflateWriteTask {
+            inner: self.inner.clone(),
+            frame: frame.to_vec(),
+        })
+    }
+
+    /// Ends the body; rejects when its zstd stream is cut short.
+    #[napi(ts_return_type = "Promise<InflatedBody>")]
+    pub fn finish(&self) -> AsyncTask<InflateFinishTask> {
+        AsyncTask::new(InflateFinishTask {
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// Drops an unfinished body (closing its file; removing it is the caller's).
+    #[napi]
+    pub fn abort(&self) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.take();
+        }
+    }
+}
+
+/// Starts a body file of at most `maxSize` bytes at `path`; frames are zstd when `zstd`,
+/// with a window of at most 2^`windowLogMax`. Errors of a bad body start with `EPACK`.
+#[napi]
+pub fn inflate_start(
+    path: String,
+    zstd: bool,
+    max_size: f64,
+    window_log_max: u32,
+) -> Result<BodyInflater> {
+    let inf = inflate::Inflater::create(path.as_ref(), zstd, max_size as u64, window_log_max)
+        .map_err(|e| path_err("inflate", &path, e))?;
+    Ok(BodyInflater {
+        inner: Arc::new(Mutex::new(Some(inf))),
+    })
 }
 
 /// BLAKE3-256 of a buffer, 64 lowercase hex digits.

@@ -12,7 +12,7 @@
  * @module
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { createReadStream, createWriteStream, writeFileSync } from "node:fs";
+import { createReadStream, writeFileSync } from "node:fs";
 import { open, rm, writeFile } from "node:fs/promises";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -182,8 +182,6 @@ export interface ReadEntriesOptions {
     wants: (header: PackHeader) => boolean;
     take: (header: PackHeader, index: number, frame: FrameAt) => void;
   };
-  /** BLAKE3 hex of a file; when given, a streamed body is hashed after it is written. */
-  blake3File?: (path: string) => Promise<string>;
   /** BLAKE3 hex of a buffer. @default the native core's */
   blake3?: (data: Uint8Array) => string;
 }
@@ -379,9 +377,39 @@ async function readBody(
     if (bodyTo !== undefined) writeFileSync(bodyTo, body, { mode: 0o600 });
     return "written";
   }
-  // Hash the written file natively when we can (many times faster than hashing in wasm).
-  const hashFileAfter = verify && bodyTo !== undefined ? options.blake3File : undefined;
-  const hasher = verify && !hashFileAfter ? await newBlake3() : undefined;
+  if (bodyTo !== undefined) {
+    // Decompressed, hashed and written in one pass by the native core.
+    const w = await native.inflateStart(
+      bodyTo,
+      header.compression === "zstd",
+      header.bodySize,
+      ZSTD_WINDOW_LOG_MAX,
+    );
+    let body: { blake3: string; size: number };
+    try {
+      await w.write(first);
+      for (let len = secondLen; len !== 0; len = await frameLength()) {
+        await w.write(await r.read(len, "body"));
+      }
+      body = await w.finish();
+    } catch (err) {
+      w.abort();
+      const bad = /EPACK: (.*)/.exec((err as Error).message);
+      if (bad) throw new PackRejectedError(`pack ${bad[1]}`, { cause: err });
+      throw err; // a truncated pack, or our own I/O failing (disk full)
+    }
+    if (body.size !== header.bodySize) {
+      throw new PackRejectedError(
+        `pack body is ${body.size} bytes, its header declares ${header.bodySize}`,
+      );
+    }
+    if (verify && body.blake3 !== header.hash) {
+      throw new PackRejectedError("pack content does not match its header's hash");
+    }
+    return "written";
+  }
+  // Only checked, not kept.
+  const hasher = verify ? await newBlake3() : undefined;
   let produced = 0;
   const frames = async function* () {
     yield first;
@@ -403,19 +431,13 @@ async function readBody(
       yield chunk;
     }
   };
-  const sink = bodyTo !== undefined
-    ? createWriteStream(bodyTo, { flags: "w", mode: 0o600, highWaterMark: 1 << 20 })
-    : new Writable({ write: (_c, _e, cb) => cb() });
-  let sinkError: unknown;
-  sink.on("error", (e: Error) => (sinkError ??= e));
+  const sink = new Writable({ write: (_c, _e, cb) => cb() });
   try {
     if (header.compression === "zstd") {
       await pipeline(
         frames,
         zlib.createZstdDecompress({
           params: { [zlib.constants.ZSTD_d_windowLogMax]: ZSTD_WINDOW_LOG_MAX },
-          // Output in large pieces: at the default 16 KB, a large file's body cost a write
-          // and a callback per 16 KB.
           chunkSize: 256 * 1024,
         }),
         bounded,
@@ -426,27 +448,17 @@ async function readBody(
     }
   } catch (err) {
     if (err instanceof PackRejectedError) throw err;
-    // Our own I/O failing (disk full, too many files) says nothing about the pack.
-    if (sinkError !== undefined) throw sinkError;
     if (typeof (err as { syscall?: unknown }).syscall === "string") throw err;
     throw new PackRejectedError(`pack body is corrupt: ${(err as Error).message}`, {
       cause: err,
     });
-  } finally {
-    // Release the body file's descriptor on every path before anyone removes it.
-    if (!sink.closed) {
-      const closed = new Promise<void>((res) => sink.once("close", () => res()));
-      if (!sink.writableFinished) sink.destroy();
-      await closed;
-    }
   }
   if (produced !== header.bodySize) {
     throw new PackRejectedError(
       `pack body is ${produced} bytes, its header declares ${header.bodySize}`,
     );
   }
-  const digest = hashFileAfter ? await hashFileAfter(bodyTo!) : hasher?.digest();
-  if (verify && digest !== header.hash) {
+  if (verify && hasher?.digest() !== header.hash) {
     throw new PackRejectedError("pack content does not match its header's hash");
   }
   return "written";

@@ -135,6 +135,14 @@ function addonCore(b: NativeBinding): NativeCore {
       return files.map(({ length, ...f }) => ({ ...f, data: data.subarray(at, at += length) }));
     },
     writeFilePack: (o) => wrapAsync(b.writeFilePack(o)),
+    inflateStart: (path, zstd, maxSize, wlog) => {
+      const h = wrapSync(() => b.inflateStart(path, zstd, maxSize, wlog));
+      return Promise.resolve({
+        write: (frame) => wrapAsync(h.write(frame)),
+        finish: () => wrapAsync(h.finish()),
+        abort: () => h.abort(),
+      });
+    },
     verifyFrames: (checks, wlog) =>
       wrapAsync(
         b.verifyFrames(
@@ -177,16 +185,18 @@ function addonCore(b: NativeBinding): NativeCore {
 export async function loadPortableCore(): Promise<NativeCore> {
   // Loaded on demand: with the addon, their start-up (hash-wasm's WebAssembly, node:zlib)
   // was about a third of every program's (34 of 110 ms).
-  const [pCompress, pDelta, pDurable, pFork, pHash, pLock, pPack, pWalk] = await Promise.all([
-    import("./portable/compress.ts"),
-    import("./portable/delta.ts"),
-    import("./portable/durable.ts"),
-    import("./portable/fork.ts"),
-    import("./portable/hash.ts"),
-    import("./portable/lock.ts"),
-    import("./portable/pack_file.ts"),
-    import("./portable/walk.ts"),
-  ]);
+  const [pCompress, pDelta, pDurable, pFork, pHash, pInflate, pLock, pPack, pWalk] = await Promise
+    .all([
+      import("./portable/compress.ts"),
+      import("./portable/delta.ts"),
+      import("./portable/durable.ts"),
+      import("./portable/fork.ts"),
+      import("./portable/hash.ts"),
+      import("./portable/inflate.ts"),
+      import("./portable/lock.ts"),
+      import("./portable/pack_file.ts"),
+      import("./portable/walk.ts"),
+    ]);
   await pHash.initHashes();
   return {
     implementation: "portable",
@@ -202,6 +212,8 @@ export async function loadPortableCore(): Promise<NativeCore> {
     verifyFrames: (checks, wlog) => Promise.resolve(pCompress.verifyFrames(checks, wlog)),
     readFilesForPack: (paths, level) => Promise.resolve(pCompress.readFilesForPack(paths, level)),
     writeFilePack: (o) => wrapAsync(pPack.writeFilePack(o)),
+    inflateStart: (path, zstd, maxSize, wlog) =>
+      wrapAsync(pInflate.inflateStart(path, zstd, maxSize, wlog)),
     signature: (basePath, sigPath, blockSize) =>
       wrapAsync(pDelta.signature(basePath, sigPath, blockSize)),
     delta: (sigPath, newPath, deltaPath) => wrapAsync(pDelta.delta(sigPath, newPath, deltaPath)),

@@ -109,6 +109,18 @@ export interface NativeCore {
    */
   writeFilePack(o: FilePackOptions): Promise<FilePackWritten>;
   /**
+   * Starts the body file `path` of a large pack entry, at most `maxSize` bytes: frames go
+   * in with `write`, in order (one zstd stream across them when `zstd`, with a window of
+   * at most 2^`windowLogMax`; else raw), and are decompressed, hashed and written in one
+   * pass. Errors of a corrupt or oversized body start with `EPACK`.
+   */
+  inflateStart(
+    path: string,
+    zstd: boolean,
+    maxSize: number,
+    windowLogMax: number,
+  ): Promise<BodyWriter>;
+  /**
    * Returns the allocator's free memory to the system (glibc `malloc_trim`); false where
    * there is nothing to do (the portable twin). Called between batches of long runs.
    */
@@ -209,4 +221,14 @@ export interface FilePackWritten {
   sha256: string;
   /** BLAKE3 hex of the content read. */
   blake3: string;
+}
+
+/** A body file being written by {@link NativeCore.inflateStart}. */
+export interface BodyWriter {
+  /** Adds the next frame. */
+  write(frame: Uint8Array): Promise<void>;
+  /** Ends the body (flushed, not fsynced): its BLAKE3 hex and size. */
+  finish(): Promise<{ blake3: string; size: number }>;
+  /** Drops an unfinished body, closing its file (removing it is the caller's). */
+  abort(): void;
 }

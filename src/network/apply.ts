@@ -115,7 +115,6 @@ export async function applyPack(
           frames.push({ hash: h.hash, size: h.size, compression: h.compression, ...at }),
       },
       blake3: native.blake3,
-      blake3File: native.blake3File,
       sync: false, // putMany() and putPacked() make what is kept durable, all at once
     });
     if (headers[0]!.job !== job.job_key) {

@@ -171,6 +171,61 @@ test("writeFilePack() gives the same pack, bar the zstd frames, native vs portab
   }
 });
 
+test(
+  "inflateStart() writes the same body and hash native vs portable, and stops the same bad bodies",
+  {
+    skip: noAddon,
+  },
+  async () => {
+    const s = scratch("pi");
+    try {
+      const { zstdCompressSync } = await import("node:zlib");
+      const body = Buffer.concat([randomBytes(700_000, 5), Buffer.alloc(3_000_000, 9)]);
+      const z = zstdCompressSync(body);
+      const cut = (b: Buffer, n: number) => {
+        const parts: Buffer[] = [];
+        for (let at = 0; at < b.length; at += n) parts.push(b.subarray(at, at + n));
+        return parts;
+      };
+      const run = async (core: NativeCore, parts: Buffer[], zstd: boolean, max: number) => {
+        const out = join(s.dir, `${core.implementation}.body`);
+        const w = await core.inflateStart(out, zstd, max, 23);
+        try {
+          for (const p of parts) await w.write(p);
+          const r = await w.finish();
+          return { ...r, body: readFileSync(out) };
+        } catch (err) {
+          w.abort();
+          return {
+            error: /EPACK: (body expands beyond|body is corrupt)/.exec(String(err))?.[1] ??
+              String(err),
+          };
+        }
+      };
+      for (
+        const [what, parts, zstd, max] of [
+          ["zstd in 1000-byte frames", cut(z, 1000), true, body.length],
+          ["zstd in one frame", [z], true, body.length],
+          ["raw", cut(body, 300_000), false, body.length],
+          ["a bomb", [z], true, 1000],
+          ["a raw body too long", [body], false, 1000],
+          ["garbage", [Buffer.from("not zstd at all")], true, body.length],
+        ] as const
+      ) {
+        const n = await run(native, [...parts], zstd, max);
+        const p = await run(portable, [...parts], zstd, max);
+        assert.deepEqual(n, p, what);
+        if ("body" in n) {
+          assert.deepEqual(n.body, body, what);
+          assert.equal(n.blake3, native.blake3(body), what);
+        }
+      }
+    } finally {
+      s.done();
+    }
+  },
+);
+
 /** A tree with the awkward cases: unicode, long names, hidden and ignore files, links. */
 export function makeTree(root: string): void {
   const w = (p: string, data = p) => writeFileSync(join(root, p), data);
