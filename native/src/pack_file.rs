@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::delta::SigWriter;
 use crate::hash::read_chunks;
+use crate::read_pack::mtime_ns;
 
 /// A body frame is flushed once this many compressed bytes wait (the format allows 4 MiB).
 const FRAME_BYTES: usize = 1 << 20;
@@ -54,22 +55,6 @@ fn changed(what: String) -> io::Error {
     io::Error::other(format!("ECHANGED: {what}"))
 }
 
-fn mtime_ns(m: &Metadata) -> i64 {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        m.mtime() * 1_000_000_000 + m.mtime_nsec()
-    }
-    #[cfg(not(unix))]
-    {
-        m.modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0)
-    }
-}
-
 /// Body frames: u32 big-endian length + bytes, written to the pack as they fill.
 struct Frames<W: Write> {
     w: W,
@@ -99,6 +84,27 @@ impl<W: Write> Write for Frames<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Where the file's bytes go: through zstd into the frames, or into them as they are.
+enum Body<W: Write> {
+    Zstd(zstd::stream::write::Encoder<'static, Frames<W>>),
+    Raw(Frames<W>),
+}
+
+impl<W: Write> Body<W> {
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Body::Zstd(z) => z.write_all(data),
+            Body::Raw(f) => f.write_all(data),
+        }
+    }
+    fn finish(self) -> io::Result<Frames<W>> {
+        match self {
+            Body::Zstd(z) => z.finish(),
+            Body::Raw(f) => Ok(f),
+        }
     }
 }
 
@@ -141,7 +147,7 @@ pub fn write_file_pack(p: &FilePack) -> io::Result<FilePackWritten> {
 fn write_into(p: &FilePack, file: File) -> io::Result<FilePackWritten> {
     let mut w = BufWriter::with_capacity(1 << 20, file);
     w.write_all(p.prefix)?;
-    let mut frames = Frames {
+    let frames = Frames {
         w,
         buf: Vec::with_capacity(FRAME_BYTES),
     };
@@ -157,44 +163,32 @@ fn write_into(p: &FilePack, file: File) -> io::Result<FilePackWritten> {
     let mut hasher = blake3::Hasher::new();
     let mut read: u64 = 0;
     let mut failed: Option<io::Error> = None;
-    let body = if p.level > 0 {
-        let mut z = zstd::stream::write::Encoder::new(&mut frames, p.level)?;
-        read_chunks(p.source, |c| {
-            if failed.is_some() {
-                return;
-            }
-            read += c.len() as u64;
-            if read > p.size {
-                failed = Some(changed(format!("{} grew while it was packed", p.source.display())));
-                return;
-            }
-            hasher.update_rayon(c);
-            if let Some(s) = sig.as_mut() {
-                failed = s.update(c).err();
-            }
-            if failed.is_none() {
-                failed = z.write_all(c).err();
-            }
-        })
-        .and_then(|()| failed.take().map_or(Ok(()), Err))
-        .and_then(|()| z.finish().map(|_| ()))
+    let mut body = if p.level > 0 {
+        Body::Zstd(zstd::stream::write::Encoder::new(frames, p.level)?)
     } else {
-        read_chunks(p.source, |c| {
-            if failed.is_some() {
-                return;
-            }
-            read += c.len() as u64;
-            hasher.update_rayon(c);
-            if let Some(s) = sig.as_mut() {
-                failed = s.update(c).err();
-            }
-            if failed.is_none() {
-                failed = frames.write_all(c).err();
-            }
-        })
-        .and_then(|()| failed.take().map_or(Ok(()), Err))
+        Body::Raw(frames)
     };
-    let after = body.and_then(|()| {
+    let read_all = read_chunks(p.source, |c| {
+        if failed.is_some() {
+            return;
+        }
+        read += c.len() as u64;
+        if read > p.size {
+            failed = Some(changed(format!("{} grew while it was packed", p.source.display())));
+            return;
+        }
+        hasher.update_rayon(c);
+        if let Some(s) = sig.as_mut() {
+            failed = s.update(c).err();
+        }
+        if failed.is_none() {
+            failed = body.write_all(c).err();
+        }
+    });
+    let body = read_all
+        .and_then(|()| failed.take().map_or(Ok(()), Err))
+        .and_then(|()| body.finish());
+    let after = body.and_then(|frames| {
         if read != p.size {
             return Err(changed(format!(
                 "{} is {read} bytes now, {} when it was listed",
@@ -202,14 +196,18 @@ fn write_into(p: &FilePack, file: File) -> io::Result<FilePackWritten> {
                 p.size
             )));
         }
-        check_same(p, &fs::metadata(p.source)?, "while")
+        check_same(p, &fs::metadata(p.source)?, "while")?;
+        Ok(frames)
     });
-    if let Err(e) = after {
-        if let Some(s) = sig {
-            s.abort();
+    let mut frames = match after {
+        Ok(f) => f,
+        Err(e) => {
+            if let Some(s) = sig {
+                s.abort();
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
     frames.emit()?;
     let mut w = frames.w;
     w.write_all(p.suffix)?;

@@ -23,7 +23,8 @@ pub struct ReadFile {
     pub error: String,
 }
 
-fn mtime_ns(m: &Metadata) -> i64 {
+/// A file's mtime in ns since the epoch.
+pub(crate) fn mtime_ns(m: &Metadata) -> i64 {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
