@@ -1,6 +1,6 @@
 //! zstd for small pack entries, with one compression and one decompression context kept per
 //! thread: building a context costs more than compressing a 6 KB source file, and a pack
-//! holds thousands of them. Large bodies stream through the runtime's zstd instead.
+//! holds thousands of them. Large bodies go through `pack_file.rs` and `inflate.rs`.
 
 use std::cell::RefCell;
 use std::io;

@@ -20,7 +20,8 @@ fn bad(what: String) -> io::Error {
 
 /// A body being written.
 pub struct Inflater {
-    out: BufWriter<File>,
+    /// None: the body is only checked, not kept.
+    out: Option<BufWriter<File>>,
     dec: Option<Decoder<'static>>,
     hasher: blake3::Hasher,
     produced: u64,
@@ -31,16 +32,27 @@ pub struct Inflater {
 }
 
 impl Inflater {
-    /// Creates the body file `path` (0600) for at most `max` bytes; `zstd` decodes with a
-    /// window of at most 2^`window_log_max`.
-    pub fn create(path: &Path, zstd: bool, max: u64, window_log_max: u32) -> io::Result<Self> {
-        let mut o = OpenOptions::new();
-        o.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            o.mode(0o600);
-        }
+    /// Creates the body file `path` (0600; none: the body is only checked) for at most
+    /// `max` bytes; `zstd` decodes with a window of at most 2^`window_log_max`.
+    pub fn create(
+        path: Option<&Path>,
+        zstd: bool,
+        max: u64,
+        window_log_max: u32,
+    ) -> io::Result<Self> {
+        let out = match path {
+            None => None,
+            Some(path) => {
+                let mut o = OpenOptions::new();
+                o.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    o.mode(0o600);
+                }
+                Some(BufWriter::with_capacity(OUT_CHUNK, o.open(path)?))
+            }
+        };
         let dec = if zstd {
             let mut d = Decoder::new()?;
             d.set_parameter(DParameter::WindowLogMax(window_log_max))?;
@@ -49,7 +61,7 @@ impl Inflater {
             None
         };
         Ok(Inflater {
-            out: BufWriter::with_capacity(OUT_CHUNK, o.open(path)?),
+            out,
             dec,
             hasher: blake3::Hasher::new(),
             produced: 0,
@@ -72,7 +84,10 @@ impl Inflater {
         } else {
             self.hasher.update(data);
         }
-        self.out.write_all(data)
+        match self.out.as_mut() {
+            Some(w) => w.write_all(data),
+            None => Ok(()),
+        }
     }
 
     /// Adds the next frame.
@@ -103,14 +118,15 @@ impl Inflater {
         res
     }
 
-    /// Ends the body: flushed (not fsynced) and closed. Returns its BLAKE3 hex and size.
+    /// Ends the body: its file flushed (not fsynced) and closed. Returns its BLAKE3 hex and size.
     pub fn finish(self) -> io::Result<(String, u64)> {
         if self.dec.is_some() && self.hint != 0 {
             return Err(bad("body is corrupt: its zstd stream is cut short".into()));
         }
-        let mut out = self.out;
-        out.flush()?;
-        drop(out.into_inner().map_err(|e| e.into_error())?);
+        if let Some(mut out) = self.out {
+            out.flush()?;
+            drop(out.into_inner().map_err(|e| e.into_error())?);
+        }
         Ok((self.hasher.finalize().to_hex().to_string(), self.produced))
     }
 }
@@ -126,7 +142,7 @@ mod tests {
         let body: Vec<u8> = (0..5_000_000u32).map(|i| (i / 7 % 256) as u8).collect();
         let z = zstd::stream::encode_all(&body[..], 3).unwrap();
         let out = dir.join("body");
-        let mut inf = Inflater::create(&out, true, body.len() as u64, 23).unwrap();
+        let mut inf = Inflater::create(Some(&out), true, body.len() as u64, 23).unwrap();
         for part in z.chunks(1000) {
             inf.write(part).unwrap();
         }
@@ -136,13 +152,16 @@ mod tests {
         assert_eq!(std::fs::read(&out).unwrap(), body);
 
         // A bomb stops at the declared size; a cut stream is corrupt; raw bodies pass.
-        let mut small = Inflater::create(&out, true, 1000, 23).unwrap();
+        let mut small = Inflater::create(Some(&out), true, 1000, 23).unwrap();
         let e = small.write(&z).err().unwrap();
         assert!(e.to_string().contains("expands beyond its declared 1000"), "{e}");
-        let mut cut = Inflater::create(&out, true, body.len() as u64, 23).unwrap();
+        let mut cut = Inflater::create(Some(&out), true, body.len() as u64, 23).unwrap();
         cut.write(&z[..z.len() / 2]).unwrap();
         assert!(cut.finish().err().unwrap().to_string().contains("cut short"));
-        let mut raw = Inflater::create(&out, false, 6, 23).unwrap();
+        let mut check = Inflater::create(None, true, body.len() as u64, 23).unwrap();
+        check.write(&z).unwrap();
+        assert_eq!(check.finish().unwrap().0, hash, "checked without a body file");
+        let mut raw = Inflater::create(Some(&out), false, 6, 23).unwrap();
         raw.write(b"abc").unwrap();
         raw.write(b"def").unwrap();
         assert_eq!(raw.finish().unwrap().1, 6);

@@ -400,17 +400,19 @@ impl BodyInflater {
     }
 }
 
-/// Starts a body file of at most `maxSize` bytes at `path`; frames are zstd when `zstd`,
-/// with a window of at most 2^`windowLogMax`. Errors of a bad body start with `EPACK`.
+/// Starts a body of at most `maxSize` bytes, written to `path` (none: only checked); frames
+/// are zstd when `zstd`, with a window of at most 2^`windowLogMax`. Errors of a bad body
+/// start with `EPACK`.
 #[napi]
 pub fn inflate_start(
-    path: String,
+    path: Option<String>,
     zstd: bool,
     max_size: f64,
     window_log_max: u32,
 ) -> Result<BodyInflater> {
-    let inf = inflate::Inflater::create(path.as_ref(), zstd, max_size as u64, window_log_max)
-        .map_err(|e| path_err("inflate", &path, e))?;
+    let p = path.as_deref().map(std::path::Path::new);
+    let inf = inflate::Inflater::create(p, zstd, max_size as u64, window_log_max)
+        .map_err(|e| path_err("inflate", path.as_deref().unwrap_or(""), e))?;
     Ok(BodyInflater {
         inner: Arc::new(Mutex::new(Some(inf))),
     })

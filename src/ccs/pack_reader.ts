@@ -14,9 +14,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createReadStream, writeFileSync } from "node:fs";
 import { open, rm, writeFile } from "node:fs/promises";
-import { Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import zlib from "node:zlib";
 import { PackRejectedError } from "../core/errors.ts";
 import { native } from "../native/mod.ts";
 import {
@@ -31,7 +28,6 @@ import {
   validateHeader,
   ZSTD_WINDOW_LOG_MAX,
 } from "./pack_format.ts";
-import { newBlake3 } from "./pack_hash.ts";
 
 /** Exact-length reads over a chunked byte stream, hashing what it hands out. */
 class ByteReader {
@@ -377,88 +373,32 @@ async function readBody(
     if (bodyTo !== undefined) writeFileSync(bodyTo, body, { mode: 0o600 });
     return "written";
   }
-  if (bodyTo !== undefined) {
-    // Decompressed, hashed and written in one pass by the native core.
-    const w = await native.inflateStart(
-      bodyTo,
-      header.compression === "zstd",
-      header.bodySize,
-      ZSTD_WINDOW_LOG_MAX,
-    );
-    let body: { blake3: string; size: number };
-    try {
-      await w.write(first);
-      for (let len = secondLen; len !== 0; len = await frameLength()) {
-        await w.write(await r.read(len, "body"));
-      }
-      body = await w.finish();
-    } catch (err) {
-      w.abort();
-      const bad = /EPACK: (.*)/.exec((err as Error).message);
-      if (bad) throw new PackRejectedError(`pack ${bad[1]}`, { cause: err });
-      throw err; // a truncated pack, or our own I/O failing (disk full)
-    }
-    if (body.size !== header.bodySize) {
-      throw new PackRejectedError(
-        `pack body is ${body.size} bytes, its header declares ${header.bodySize}`,
-      );
-    }
-    if (verify && body.blake3 !== header.hash) {
-      throw new PackRejectedError("pack content does not match its header's hash");
-    }
-    return "written";
-  }
-  // Only checked, not kept.
-  const hasher = verify ? await newBlake3() : undefined;
-  let produced = 0;
-  const frames = async function* () {
-    yield first;
-    let len = secondLen;
-    while (len !== 0) {
-      yield await r.read(len, "body");
-      len = await frameLength();
-    }
-  };
-  const bounded = async function* (src: AsyncIterable<Uint8Array>) {
-    for await (const chunk of src) {
-      produced += chunk.length;
-      if (produced > header.bodySize) {
-        throw new PackRejectedError(
-          `pack body expands beyond its declared ${header.bodySize} bytes`,
-        );
-      }
-      hasher?.update(chunk);
-      yield chunk;
-    }
-  };
-  const sink = new Writable({ write: (_c, _e, cb) => cb() });
+  // Decompressed, hashed and written (when kept) in one pass by the native core.
+  const w = await native.inflateStart(
+    bodyTo,
+    header.compression === "zstd",
+    header.bodySize,
+    ZSTD_WINDOW_LOG_MAX,
+  );
+  let body: { blake3: string; size: number };
   try {
-    if (header.compression === "zstd") {
-      await pipeline(
-        frames,
-        zlib.createZstdDecompress({
-          params: { [zlib.constants.ZSTD_d_windowLogMax]: ZSTD_WINDOW_LOG_MAX },
-          chunkSize: 256 * 1024,
-        }),
-        bounded,
-        sink,
-      );
-    } else {
-      await pipeline(frames, bounded, sink);
+    await w.write(first);
+    for (let len = secondLen; len !== 0; len = await frameLength()) {
+      await w.write(await r.read(len, "body"));
     }
+    body = await w.finish();
   } catch (err) {
-    if (err instanceof PackRejectedError) throw err;
-    if (typeof (err as { syscall?: unknown }).syscall === "string") throw err;
-    throw new PackRejectedError(`pack body is corrupt: ${(err as Error).message}`, {
-      cause: err,
-    });
+    w.abort();
+    const bad = /EPACK: (.*)/.exec((err as Error).message);
+    if (bad) throw new PackRejectedError(`pack ${bad[1]}`, { cause: err });
+    throw err; // a truncated pack, or our own I/O failing (disk full)
   }
-  if (produced !== header.bodySize) {
+  if (body.size !== header.bodySize) {
     throw new PackRejectedError(
-      `pack body is ${produced} bytes, its header declares ${header.bodySize}`,
+      `pack body is ${body.size} bytes, its header declares ${header.bodySize}`,
     );
   }
-  if (verify && hasher?.digest() !== header.hash) {
+  if (verify && body.blake3 !== header.hash) {
     throw new PackRejectedError("pack content does not match its header's hash");
   }
   return "written";

@@ -91,6 +91,11 @@ function mtimeString(v: string | bigint | number | undefined, fallbackMs: number
 /** Largest body {@link PackBuilder} compresses in memory as one frame. */
 export const IN_MEMORY_BODY_MAX = 2 * 1024 * 1024;
 
+/** A pack's temporary name, beside it, until it is complete and renamed into place. */
+function tmpNameOf(outPath: string): string {
+  return `${outPath}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+}
+
 /**
  * A pack file being written: a temp file hashed as it grows, then fsynced and renamed
  * into place by {@link PackFile.finish}, so a pack on disk is always complete.
@@ -111,7 +116,7 @@ class PackFile {
   }
 
   static async create(outPath: string): Promise<PackFile> {
-    const tmp = `${outPath}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const tmp = tmpNameOf(outPath);
     const f = new PackFile(outPath, tmp, await open(tmp, "wx", 0o600));
     f.put(PACK_MAGIC);
     return f;
@@ -234,7 +239,7 @@ export async function writePack(
   prefix.set(jsonBytes, PACK_MAGIC.length + 4);
   // An add's body must still be the listed file; a delta is checked against its own stat.
   const mtimeNs = add ? header.mtimeNs : String((await stat(bodyPath, { bigint: true })).mtimeNs);
-  const tmp = `${outPath}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const tmp = tmpNameOf(outPath);
   let w: { bytes: number; sha256: string; blake3: string };
   try {
     w = await native.writeFilePack({
@@ -254,7 +259,7 @@ export async function writePack(
     throw err;
   }
   try {
-    if (add && header.hash !== "" && header.hash !== HASH_PLACEHOLDER && header.hash !== w.blake3) {
+    if (add && header.hash !== HASH_PLACEHOLDER && header.hash !== w.blake3) {
       throw new SourceChangedError(`${bodyPath} changed while it was packed (hash differs)`);
     }
     await rename(tmp, outPath);
@@ -383,7 +388,7 @@ async function syncDir(dir: string): Promise<void> {
 export interface PackAddOptions extends PackCommon {
   /** The file whose content is packed. */
   source: string;
-  /** Target mtime (ns); from the source's stat when absent. */
+  /** The source's mtime (ns) as listed: it must still have it; from its stat when absent. */
   mtimeNs?: string | bigint;
   /** Permission bits; from the source's stat when absent. */
   mode?: number;

@@ -118,10 +118,11 @@ export interface InflatedBody {
 }
 
 /**
- * Starts a body file of at most `maxSize` bytes at `path`; frames are zstd when `zstd`,
- * with a window of at most 2^`windowLogMax`. Errors of a bad body start with `EPACK`.
+ * Starts a body of at most `maxSize` bytes, written to `path` (none: only checked); frames
+ * are zstd when `zstd`, with a window of at most 2^`windowLogMax`. Errors of a bad body
+ * start with `EPACK`.
  */
-export declare function inflateStart(path: string, zstd: boolean, maxSize: number, windowLogMax: number): BodyInflater
+export declare function inflateStart(path: string | undefined | null, zstd: boolean, maxSize: number, windowLogMax: number): BodyInflater
 
 /** Takes an exclusive OS lock on `path`; null when held elsewhere and `wait` is false. */
 export declare function lockFile(path: string, wait: boolean): Promise<NativeLock | null>

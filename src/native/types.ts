@@ -109,13 +109,14 @@ export interface NativeCore {
    */
   writeFilePack(o: FilePackOptions): Promise<FilePackWritten>;
   /**
-   * Starts the body file `path` of a large pack entry, at most `maxSize` bytes: frames go
-   * in with `write`, in order (one zstd stream across them when `zstd`, with a window of
-   * at most 2^`windowLogMax`; else raw), and are decompressed, hashed and written in one
-   * pass. Errors of a corrupt or oversized body start with `EPACK`.
+   * Starts the body of a large pack entry, at most `maxSize` bytes, written to `path`
+   * (undefined: only checked): frames go in with `write`, in order (one zstd stream across
+   * them when `zstd`, with a window of at most 2^`windowLogMax`; else raw), and are
+   * decompressed, hashed and written in one pass. Errors of a corrupt or oversized body
+   * start with `EPACK`.
    */
   inflateStart(
-    path: string,
+    path: string | undefined,
     zstd: boolean,
     maxSize: number,
     windowLogMax: number,

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
 import { packAdd } from "../../src/ccs/pack_writer.ts";
-import { blake3FileHex } from "../../src/ccs/pack_hash.ts";
+import { native } from "../../src/native/mod.ts";
 import { TransientError } from "../../src/core/errors.ts";
 import { NetworkClient, type PackResult } from "../../src/network/client.ts";
 import { type CncopdHandle, startCncopd } from "../helpers/cncopd.ts";
@@ -41,7 +41,7 @@ test("kill -9 during 50 uploads: completed uploads intact, no partial version, c
       source: file,
       compression: "none",
     });
-    uploads.push({ path, pack: p.path, hash: (await blake3FileHex(file)).hash, file });
+    uploads.push({ path, pack: p.path, hash: await native.blake3File(file), file });
   }
 
   let up: Promise<void> = Promise.resolve();

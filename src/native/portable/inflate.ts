@@ -9,15 +9,15 @@ import zlib from "node:zlib";
 import type { BodyWriter } from "../types.ts";
 import { newBlake3 } from "./hash.ts";
 
-/** Starts a body file of at most `maxSize` bytes; see {@link NativeCore.inflateStart}. */
+/** Starts a body of at most `maxSize` bytes; see {@link NativeCore.inflateStart}. */
 export async function inflateStart(
-  path: string,
+  path: string | undefined,
   zstd: boolean,
   maxSize: number,
   windowLogMax: number,
 ): Promise<BodyWriter> {
   const hasher = await newBlake3();
-  let fd: number | undefined = openSync(path, "w", 0o600);
+  let fd = path === undefined ? undefined : openSync(path, "w", 0o600);
   let produced = 0;
   let failure: Error | undefined;
   const put = (data: Uint8Array) => {
@@ -28,7 +28,8 @@ export async function inflateStart(
       return;
     }
     hasher.update(data);
-    for (let at = 0; at < data.length;) at += writeSync(fd!, data, at, data.length - at);
+    if (fd === undefined) return;
+    for (let at = 0; at < data.length;) at += writeSync(fd, data, at, data.length - at);
   };
   const z = zstd
     ? zlib.createZstdDecompress({
