@@ -120,13 +120,14 @@ pub struct FilesForPack {
 pub struct ReadForPackTask {
     paths: Vec<String>,
     level: i32,
+    sizes: Option<Vec<f64>>,
 }
 
 impl Task for ReadForPackTask {
     type Output = (Vec<u8>, Vec<read_pack::ReadFile>);
     type JsValue = FilesForPack;
     fn compute(&mut self) -> Result<Self::Output> {
-        let mut files = read_pack::read_many(&self.paths, self.level);
+        let mut files = read_pack::read_many(&self.paths, self.level, self.sizes.as_deref());
         let mut data = Vec::with_capacity(files.iter().map(|f| f.data.len()).sum());
         for f in &mut files {
             data.extend_from_slice(&f.data);
@@ -154,10 +155,19 @@ impl Task for ReadForPackTask {
 }
 
 /// Reads, hashes (BLAKE3) and zstd-compresses many small files on every core, off the JS
-/// thread; errors are per file.
+/// thread; errors are per file. `sizes`, when given, are the sizes the files are expected
+/// to have (a stat fewer per file); the result gives the size each had after its read.
 #[napi(ts_return_type = "Promise<FilesForPack>")]
-pub fn read_files_for_pack(paths: Vec<String>, level: i32) -> AsyncTask<ReadForPackTask> {
-    AsyncTask::new(ReadForPackTask { paths, level })
+pub fn read_files_for_pack(
+    paths: Vec<String>,
+    level: i32,
+    sizes: Option<Vec<f64>>,
+) -> AsyncTask<ReadForPackTask> {
+    AsyncTask::new(ReadForPackTask {
+        paths,
+        level,
+        sizes,
+    })
 }
 
 pub struct VerifyFramesTask {
@@ -289,10 +299,12 @@ impl Task for FilePackTask {
 /// signature); an error starting with `ECHANGED` means the file is not what was listed.
 #[napi(ts_return_type = "Promise<FilePackWritten>")]
 pub fn write_file_pack(o: FilePackOptions) -> Result<AsyncTask<FilePackTask>> {
-    let mtime_ns = o
-        .mtime_ns
-        .parse::<i64>()
-        .map_err(|_| Error::new(Status::InvalidArg, "writeFilePack: mtimeNs is not an integer"))?;
+    let mtime_ns = o.mtime_ns.parse::<i64>().map_err(|_| {
+        Error::new(
+            Status::InvalidArg,
+            "writeFilePack: mtimeNs is not an integer",
+        )
+    })?;
     Ok(AsyncTask::new(FilePackTask {
         source: o.source,
         out: o.out,

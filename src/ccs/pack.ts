@@ -355,7 +355,11 @@ async function readBatch(c: PackContext, entries: Prepared[]): Promise<boolean[]
   const reads = entries.flatMap((p, i) => (p.read && !p.frame ? [i] : []));
   const again = entries.map(() => false);
   if (reads.length === 0) return again;
-  const files = await native.readFilesForPack(reads.map((i) => entries[i]!.read!.abs), LEVEL);
+  const files = await native.readFilesForPack(
+    reads.map((i) => entries[i]!.read!.abs),
+    LEVEL,
+    reads.map((i) => entries[i]!.read!.size),
+  );
   reads.forEach((i, k) => (again[i] = !fillFromRead(c, entries[i]!, files[k]!)));
   return again;
 }

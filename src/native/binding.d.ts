@@ -143,9 +143,10 @@ export declare function patch(basePath: string, deltaPath: string, outPath: stri
 
 /**
  * Reads, hashes (BLAKE3) and zstd-compresses many small files on every core, off the JS
- * thread; errors are per file.
+ * thread; errors are per file. `sizes`, when given, are the sizes the files are expected
+ * to have (a stat fewer per file); the result gives the size each had after its read.
  */
-export declare function readFilesForPack(paths: Array<string>, level: number): Promise<FilesForPack>
+export declare function readFilesForPack(paths: Array<string>, level: number, sizes?: Array<number> | undefined | null): Promise<FilesForPack>
 
 /** Writes the block signature of `basePath` to `sigPath`; `blockSize` 0 chooses it. */
 export declare function signature(basePath: string, sigPath: string, blockSize?: number | undefined | null): Promise<void>

@@ -90,9 +90,11 @@ export interface NativeCore {
   zstdDecompress(data: Uint8Array, maxSize: number, windowLogMax: number): Uint8Array;
   /**
    * Reads, hashes (BLAKE3) and zstd-compresses many small files at once, off the JS thread
-   * and on every core; errors are per file.
+   * and on every core; errors are per file. `sizes` are the sizes the caller expects (the
+   * peek's): the native core then stats each file once, after its read. A wrong one does
+   * not change what is read; the result's `size` is the file's after the read.
    */
-  readFilesForPack(paths: string[], level: number): Promise<FileForPack[]>;
+  readFilesForPack(paths: string[], level: number, sizes?: number[]): Promise<FileForPack[]>;
   /**
    * Verifies pack body frames in parallel off the JS thread: each must decode (when
    * `zstd`) to `size` bytes whose BLAKE3 is `blake3`. Resolves to "" per good frame, else

@@ -62,20 +62,24 @@ describe("zstd and syncFs, native and portable", () => {
         const files = { text, random, empty: Buffer.alloc(0) };
         for (const [n, b] of Object.entries(files)) await writeFile(join(dir, n), b);
         const names = [...Object.keys(files), "missing"];
-        const got = await c.readFilesForPack(names.map((n) => join(dir, n)), 3);
-        for (const [i, [n, content]] of Object.entries(files).entries()) {
-          const r = got[i]!;
-          const st = statSync(join(dir, n), { bigint: true });
-          assert.equal(r.error, "", n);
-          assert.equal(r.blake3, c.blake3(content), n);
-          assert.equal(r.size, content.length, n);
-          assert.equal(r.mtimeNs, String(st.mtimeNs), n);
-          const body = r.compressed ? c.zstdDecompress(r.data, content.length, 23) : r.data;
-          assert.deepEqual(Buffer.from(body), content, n);
+        // Expected sizes spare a stat; wrong ones must not change what is read. Twice over
+        // the same pool threads, whose read buffers then hold a longer file's bytes.
+        for (const sizes of [undefined, [text.length, random.length, 0, 0], [7, 3, 9, 1]]) {
+          const got = await c.readFilesForPack(names.map((n) => join(dir, n)), 3, sizes);
+          for (const [i, [n, content]] of Object.entries(files).entries()) {
+            const r = got[i]!;
+            const st = statSync(join(dir, n), { bigint: true });
+            assert.equal(r.error, "", n);
+            assert.equal(r.blake3, c.blake3(content), n);
+            assert.equal(r.size, content.length, n);
+            assert.equal(r.mtimeNs, String(st.mtimeNs), n);
+            const body = r.compressed ? c.zstdDecompress(r.data, content.length, 23) : r.data;
+            assert.deepEqual(Buffer.from(body), content, n);
+          }
+          assert.equal(got[0]!.compressed, true, "text shrinks");
+          assert.equal(got[1]!.compressed, false, "random bytes are kept as they are");
+          assert.match(got[3]!.error, /^ENOENT/);
         }
-        assert.equal(got[0]!.compressed, true, "text shrinks");
-        assert.equal(got[1]!.compressed, false, "random bytes are kept as they are");
-        assert.match(got[3]!.error, /^ENOENT/);
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
