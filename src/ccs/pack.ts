@@ -21,6 +21,7 @@ import type { NetworkClient } from "../network/client.ts";
 import { checkPackPath, type PackHeader } from "./pack_format.ts";
 import {
   baseHeader,
+  DEFAULT_LEVEL,
   packAdd,
   PackBuilder,
   packUpdate,
@@ -193,8 +194,8 @@ const PACK_TARGET_BYTES = 16 * 1024 * 1024;
 const PACK_TARGET_ENTRIES = 4000;
 /** Small files read, hashed and compressed per call to the native core. */
 const READ_BATCH = 64;
-/** zstd level of shared packs. */
-const LEVEL = 3;
+/** zstd level of shared packs (decisions/0051). */
+const LEVEL = DEFAULT_LEVEL;
 
 /**
  * An entry for a shared pack. Files below {@link MIN_SIG_SIZE} share packs: they are read

@@ -47,7 +47,7 @@ export interface PackCommon {
   programVersion?: string;
   /** @default "zstd" */
   compression?: PackCompression;
-  /** zstd level, clamped to 1..9 so readers' window limit holds. @default 3 */
+  /** zstd level, clamped to 1..9 so readers' window limit holds. @default 1 */
   level?: number;
 }
 
@@ -187,8 +187,11 @@ async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
   }
 }
 
+/** zstd level of pack bodies unless told: see decisions/0051. */
+export const DEFAULT_LEVEL = 1;
+
 function zstdLevel(level: number | undefined): number {
-  return Math.min(9, Math.max(1, Math.round(level ?? 3)));
+  return Math.min(9, Math.max(1, Math.round(level ?? DEFAULT_LEVEL)));
 }
 
 /** Where a 64-digit hash placeholder goes while the body's hash is not known yet. */
@@ -209,7 +212,7 @@ export async function writePack(
   outPath: string,
   header: PackHeader,
   bodyPath?: string,
-  level = 3,
+  level = DEFAULT_LEVEL,
   options: { sig?: string } = {},
 ): Promise<PackWritten> {
   validateHeader(header, Number.MAX_SAFE_INTEGER);
