@@ -5,8 +5,11 @@
 // Needs: apt-get install linux-source-6.1 restic rclone (and GNU time at /usr/bin/time).
 //
 //   node_modules/.bin/node bench/ccs.mjs [--write] [--dir DIR] [--keep] [--million] [--sources]
+//     [--reps N]
 //
 // --write replaces the "## CCS agent" section of bench/RESULTS.md with this run's table.
+// --reps N: first backups and renames run N times each (default 3), interleaved with their
+// peer's, and the medians are compared.
 // --million also runs bench/ccs_million.mjs (peak memory of a 1M-file peek, a few minutes).
 // cncop runs as the single executable the release ships (built first, about 10 s), or from
 // the sources with --sources.
@@ -46,16 +49,39 @@ const files = Number((await $`find ${tree} -type f | wc -l`).stdout.trim());
 const bytes = Number((await $`du -sb ${tree}`).stdout.split(/\s/)[0]);
 console.log(`${files} files, ${(bytes / 1e6).toFixed(0)} MB`);
 
-// ---- cncop: a local cncopd, a home, one CCS job
-const home = path.join(work, "home");
-const data = path.join(work, "cncopd");
-const env = { CNCOP_HOME: home };
+// ---- cncop: a local cncopd, a home, one CCS job. The machine is shared and its speed
+// drifts by 20-50% within minutes, so the first backups of cncop and restic are run
+// REPS times, interleaved, each from nothing, and the medians compared.
+const REPS = Number(arg("--reps", "3"));
 const [exe, ...lead] = await cncopCommand(path.join(work, "sea"));
+let home, data, env, server;
 const cncop = (a) => $({ env: { ...process.env, ...env } })`${exe} ${lead} ${a}`;
-await cncop(["init", home]);
-const token = (await cncop(["cncopd", "device", "add", "bench", "--data", data])).stdout.trim();
-const server = await startCncopd(data, home, token, [exe, ...lead]);
-await cncop(["cncopjobs", "add", "--title", "linux", "--type", "ccs", "--source", tree]);
+const STRIP_FORKS = `import os, sys
+for d, _, fs in os.walk(sys.argv[1]):
+    for f in fs:
+        p = os.path.join(d, f)
+        for a in os.listxattr(p, follow_symlinks=False):
+            if a.startswith("user.cncop"):
+                os.removexattr(p, a, follow_symlinks=False)`;
+/** A new home and cncopd (the previous one stopped), with the one CCS job. */
+const freshCncop = async (i) => {
+  if (server) {
+    const gone = new Promise((res) => server.once("exit", res));
+    server.kill("SIGTERM");
+    await gone;
+    await fs.rm(data, { recursive: true, force: true });
+    await fs.rm(home, { recursive: true, force: true });
+    // The forks the last backup left on the files go too: each run starts from nothing.
+    await $`python3 -c ${STRIP_FORKS} ${tree}`;
+  }
+  home = path.join(work, `home${i}`);
+  data = path.join(work, `cncopd${i}`);
+  env = { CNCOP_HOME: home };
+  await cncop(["init", home]);
+  const token = (await cncop(["cncopd", "device", "add", "bench", "--data", data])).stdout.trim();
+  server = await startCncopd(data, home, token, [exe, ...lead]);
+  await cncop(["cncopjobs", "add", "--title", "linux", "--type", "ccs", "--source", tree]);
+};
 const program = (name, extra = []) => timed(exe, [...lead, name, ...extra, "linux"], env);
 const agent = (extra = []) => program("cncopagent", extra);
 /** Pack bytes the dequeuer's last run sent (its log's job line). */
@@ -72,6 +98,10 @@ const packBytes = async () => {
   }
   return n;
 };
+/** The median of `runs` by time (the middle one, or the faster of the two middle ones). */
+const median = (runs) =>
+  [...runs].sort((a, b) => a.secs - b.secs)[Math.floor((runs.length - 1) / 2)];
+const all = (runs) => runs.map((r) => r.secs.toFixed(1)).join(", ");
 
 const rows = [];
 const row = (what, cncopV, peerV, ratio, target, ok) => {
@@ -80,49 +110,70 @@ const row = (what, cncopV, peerV, ratio, target, ok) => {
 };
 const s = (x) => `${x.toFixed(2)} s`;
 try {
-  console.log("cncop: initial backup ...");
-  const cInit = await agent();
+  const rEnv = { RESTIC_PASSWORD: "bench", RESTIC_REPOSITORY: "" };
+  const cInits = [];
+  const rInits = [];
+  for (let i = 0; i < REPS; i++) {
+    console.log(`cncop: initial backup ${i + 1}/${REPS} ...`);
+    await freshCncop(i);
+    cInits.push(await agent());
+    // ---- restic to a local repository, each time a new one
+    console.log(`restic: initial backup ${i + 1}/${REPS} ...`);
+    await fs.rm(rEnv.RESTIC_REPOSITORY || path.join(work, "restic"), {
+      recursive: true,
+      force: true,
+    });
+    rEnv.RESTIC_REPOSITORY = path.join(work, `restic${i}`);
+    await timed("restic", ["init"], rEnv);
+    rInits.push(await timed("restic", ["backup", "--quiet", tree], rEnv));
+  }
+  const cInit = median(cInits);
+  const rInit = median(rInits);
   console.log("cncop: no-change run ...");
   const cSame = await agent();
   const nqSame = await program("backupagentnq");
-
-  // ---- restic to a local repository
-  const rEnv = { RESTIC_PASSWORD: "bench", RESTIC_REPOSITORY: path.join(work, "restic") };
-  await timed("restic", ["init"], rEnv);
-  console.log("restic: initial backup ...");
-  const rInit = await timed("restic", ["backup", "--quiet", tree], rEnv);
   console.log("restic: no-change run ...");
   const rSame = await timed("restic", ["backup", "--quiet", tree], rEnv);
 
-  // ---- rclone to a local directory, then the rename
+  // ---- rclone to a local directory, then the rename of drivers/net and back, REPS times
   const dst = path.join(work, "rclone");
   console.log("rclone: initial sync ...");
   await timed("rclone", ["sync", "-q", tree, dst]);
-  await fs.rename(path.join(tree, "drivers", "net"), path.join(tree, "drivers", "net-2026"));
-  const netFiles = Number(
-    (await $`find ${path.join(tree, "drivers", "net-2026")} -type f | wc -l`).stdout.trim(),
-  );
-  console.log("cncop: rename of drivers/net (cncopagent) ...");
-  const cRenameRun = await agent();
+  const net = path.join(tree, "drivers", "net");
+  const moved = path.join(tree, "drivers", "net-2026");
+  const netFiles = Number((await $`find ${net} -type f | wc -l`).stdout.trim());
+  const cRenames = [], rcRenames = [], cBacks = [], rcBacks = [];
+  let renameBytes = 0, backBytes = 0;
+  for (let i = 0; i < REPS; i++) {
+    await fs.rename(net, moved);
+    console.log(`cncop: rename of drivers/net (cncopagent) ${i + 1}/${REPS} ...`);
+    cRenames.push(await agent());
+    renameBytes = Math.max(renameBytes, await sentBytes());
+    console.log("rclone: sync --track-renames ...");
+    rcRenames.push(await timed("rclone", ["sync", "-q", "--track-renames", tree, dst]));
+    // And back, by hand: the enqueuer, then the dequeuer (the pack is measured between them).
+    await fs.rename(moved, net);
+    console.log(`cncop: rename back (backupagentnq, then backupagentdq) ${i + 1}/${REPS} ...`);
+    const nq = await program("backupagentnq");
+    backBytes = Math.max(backBytes, await packBytes());
+    const dq = await program("backupagentdq");
+    cBacks.push({ secs: nq.secs + dq.secs, nq, dq });
+    console.log(`rename back: nq ${s(nq.secs)}, dq ${s(dq.secs)}, ${backBytes} pack bytes`);
+    rcBacks.push(await timed("rclone", ["sync", "-q", "--track-renames", tree, dst]));
+  }
+  const cRenameRun = median(cRenames);
   const cRename = cRenameRun.secs;
-  const renameBytes = await sentBytes();
-  console.log("rclone: sync --track-renames ...");
-  const rcRename = await timed("rclone", ["sync", "-q", "--track-renames", tree, dst]);
-  // And back, by hand: the enqueuer, then the dequeuer (the pack is measured between them).
-  await fs.rename(path.join(tree, "drivers", "net-2026"), path.join(tree, "drivers", "net"));
-  console.log("cncop: rename back (backupagentnq, then backupagentdq) ...");
-  const nq = await program("backupagentnq");
-  const backBytes = await packBytes();
-  const dq = await program("backupagentdq");
-  const cBack = nq.secs + dq.secs;
-  console.log(`rename back: nq ${s(nq.secs)}, dq ${s(dq.secs)}, ${backBytes} pack bytes`);
-  const rcBack = await timed("rclone", ["sync", "-q", "--track-renames", tree, dst]);
+  const rcRename = median(rcRenames);
+  const back = median(cBacks);
+  const { nq, dq } = back;
+  const cBack = back.secs;
+  const rcBack = median(rcBacks);
 
   const ratio = (a, b) => `${(a / b).toFixed(2)}x`;
   row(
     `initial backup, ${files} files, ${(bytes / 1e6).toFixed(0)} MB`,
-    s(cInit.secs),
-    `restic ${s(rInit.secs)}`,
+    `${s(cInit.secs)} (${all(cInits)})`,
+    `restic ${s(rInit.secs)} (${all(rInits)})`,
     ratio(cInit.secs, rInit.secs),
     "<= 1x",
     cInit.secs <= rInit.secs ? "met" : "missed",
@@ -145,16 +196,16 @@ try {
   );
   row(
     `rename drivers/net (${netFiles} files), cncopagent`,
-    s(cRename),
-    `rclone --track-renames ${s(rcRename.secs)}`,
+    `${s(cRename)} (${all(cRenames)})`,
+    `rclone --track-renames ${s(rcRename.secs)} (${all(rcRenames)})`,
     ratio(cRename, rcRename.secs),
     "<= 0.5x",
     cRename <= 0.5 * rcRename.secs ? "met" : "missed",
   );
   row(
     "rename back, backupagentnq + backupagentdq by hand",
-    `${s(cBack)} (${s(nq.secs)} + ${s(dq.secs)})`,
-    `rclone --track-renames ${s(rcBack.secs)}`,
+    `${s(cBack)} (${s(nq.secs)} + ${s(dq.secs)}; ${all(cBacks)})`,
+    `rclone --track-renames ${s(rcBack.secs)} (${all(rcBacks)})`,
     ratio(cBack, rcBack.secs),
     "<= 0.5x",
     cBack <= 0.5 * rcBack.secs ? "met" : "missed",
@@ -167,7 +218,10 @@ try {
     "<= 1 KB",
     Math.max(renameBytes, backBytes) <= 1024 ? "met" : "missed",
   );
-  const peak = Math.max(cInit.rssMb, cSame.rssMb, cRenameRun.rssMb, nq.rssMb, dq.rssMb);
+  const peak = Math.max(
+    ...[...cInits, cSame, ...cRenames].map((r) => r.rssMb),
+    ...cBacks.flatMap((b) => [b.nq.rssMb, b.dq.rssMb]),
+  );
   row(
     `peak RSS of any cncop agent, ${files} files`,
     `${peak.toFixed(0)} MB`,
@@ -193,7 +247,7 @@ try {
     );
   }
 } finally {
-  server.kill("SIGTERM");
+  server?.kill("SIGTERM");
 }
 
 const machine = `${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, ${
@@ -206,7 +260,7 @@ const machine = `${os.cpus()[0]?.model ?? "?"} x${os.cpus().length}, ${
 const table = [
   "## CCS agent",
   "",
-  `Machine: ${machine}. Produced by \`node bench/ccs.mjs --write\` (one run each; cncop`,
+  `Machine: ${machine}. Produced by \`node bench/ccs.mjs --write\` (first backups and renames: median of ${REPS} interleaved runs each, all runs in brackets; no-change runs: one each; cncop`,
   `as ${
     exe === node ? "Node on the sources (--sources)" : "the single executable"
   } through \`cncopagent\` against a local \`cncopd\` on loopback, restic to a local`,
