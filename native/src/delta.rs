@@ -752,12 +752,6 @@ fn finish_tmp<T>(res: io::Result<T>, tmp: &Path, dst: &Path) -> io::Result<T> {
 mod tests {
     use super::*;
 
-    fn dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("cncop-delta-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
 
     fn rand_bytes(n: usize, seed: u64) -> Vec<u8> {
         let mut x = seed | 1;
@@ -771,8 +765,9 @@ mod tests {
             .collect()
     }
 
-    fn roundtrip(tag: &str, base: &[u8], new: &[u8], bs: u32) -> DeltaStats {
-        let d = dir(tag);
+    fn roundtrip(case: &str, base: &[u8], new: &[u8], bs: u32) -> DeltaStats {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
         let (bp, np, sp, dp, op) = (
             d.join("base"),
             d.join("new"),
@@ -785,9 +780,8 @@ mod tests {
         signature(&bp, &sp, bs).unwrap();
         let st = delta(&sp, &np, &dp).unwrap();
         patch(&bp, &dp, &op, &st.new_blake3).unwrap();
-        assert_eq!(fs::read(&op).unwrap(), new);
-        assert_eq!(st.new_blake3, crate::hash::blake3_hex(new));
-        fs::remove_dir_all(&d).unwrap();
+        assert_eq!(fs::read(&op).unwrap(), new, "{case}");
+        assert_eq!(st.new_blake3, crate::hash::blake3_hex(new), "{case}");
         st
     }
 
@@ -825,7 +819,8 @@ mod tests {
 
     #[test]
     fn patch_rejects() {
-        let d = dir("rej");
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
         let base = rand_bytes(10_000, 11);
         let new = rand_bytes(10_000, 12);
         let (bp, np, sp, dp, op) = (
@@ -851,7 +846,6 @@ mod tests {
         let e = patch(&bp, &dp, &op, &"0".repeat(64)).unwrap_err();
         assert!(e.to_string().contains("past the end"), "{e}");
         assert!(!op.exists());
-        assert_eq!(fs::read_dir(&d).unwrap().count(), 4);
-        fs::remove_dir_all(&d).unwrap();
+        assert_eq!(fs::read_dir(d).unwrap().count(), 4);
     }
 }

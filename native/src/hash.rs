@@ -129,8 +129,8 @@ mod tests {
 
     #[test]
     fn file_matches_buffer() {
-        let dir = std::env::temp_dir().join(format!("cncop-hash-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let p = dir.join("f");
         for len in [
             0,
@@ -145,6 +145,5 @@ mod tests {
             assert_eq!(blake3_file(&p).unwrap(), blake3_hex(&data), "{len}");
             assert_eq!(xxh3_file(&p).unwrap(), xxh3_hex(&data), "{len}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

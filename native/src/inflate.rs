@@ -137,8 +137,8 @@ mod tests {
 
     #[test]
     fn frames_of_one_stream_decode_to_the_body_and_its_hash() {
-        let dir = std::env::temp_dir().join(format!("cncop-inflate-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let body: Vec<u8> = (0..5_000_000u32).map(|i| (i / 7 % 256) as u8).collect();
         let z = zstd::stream::encode_all(&body[..], 3).unwrap();
         let out = dir.join("body");
@@ -166,6 +166,5 @@ mod tests {
         raw.write(b"def").unwrap();
         assert_eq!(raw.finish().unwrap().1, 6);
         assert_eq!(std::fs::read(&out).unwrap(), b"abcdef");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -49,13 +49,13 @@ mod tests {
 
     #[test]
     fn exclusive_in_process() {
-        let p = std::env::temp_dir().join(format!("cncop-lock-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("lock");
         let mut a = lock(&p, false).unwrap().unwrap();
         assert!(lock(&p, false).unwrap().is_none());
         a.release();
         let b = lock(&p, false).unwrap();
         assert!(b.is_some());
         drop(b);
-        std::fs::remove_file(&p).unwrap();
     }
 }

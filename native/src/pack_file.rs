@@ -257,8 +257,8 @@ mod tests {
 
     #[test]
     fn one_read_gives_hash_frames_trailer_and_signature() {
-        let dir = std::env::temp_dir().join(format!("cncop-filepack-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let src = dir.join("src");
         let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         fs::write(&src, &content).unwrap();
@@ -315,6 +315,5 @@ mod tests {
         let e = write_file_pack(&wrong).err().unwrap();
         assert!(e.to_string().starts_with("ECHANGED"), "{e}");
         assert!(!out.exists() && !sig.exists());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -154,8 +154,8 @@ mod tests {
 
     #[test]
     fn reads_hashes_compresses_and_reports_errors_per_file() {
-        let dir = std::env::temp_dir().join(format!("cncop-readpack-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let text = dir.join("text");
         std::fs::write(&text, "abc".repeat(1000)).unwrap();
         let empty = dir.join("empty");
@@ -201,6 +201,5 @@ mod tests {
         assert!(long.compressed && !r.compressed);
         assert_eq!(r.data, b"xyz");
         assert_eq!(r.blake3, crate::hash::blake3_hex(b"xyz"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -549,8 +549,8 @@ mod tests {
 
     #[test]
     fn sorted_with_loops_and_filters() {
-        let d = std::env::temp_dir().join(format!("cncop-walk-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
         fs::create_dir_all(d.join("a/b")).unwrap();
         fs::create_dir_all(d.join("a.b")).unwrap();
         fs::write(d.join("a/b/x.txt"), "x").unwrap();
@@ -563,7 +563,7 @@ mod tests {
             batch_size: 2,
             ..Default::default()
         };
-        let all = collect(&d, opts.clone()).unwrap();
+        let all = collect(d, opts.clone()).unwrap();
         let paths: Vec<_> = all.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -580,7 +580,7 @@ mod tests {
         assert_eq!(all[4].kind, KIND_ERROR);
         assert_eq!(all[4].text.as_deref(), Some("ELOOP: symlink loop"));
         let inc = collect(
-            &d,
+            d,
             Options {
                 include: vec!["**/*.txt".into()],
                 exclude: vec!["a.b".into()],
@@ -600,7 +600,6 @@ mod tests {
                 ("a/up", true)
             ]
         );
-        fs::remove_dir_all(&d).unwrap();
     }
 }
 
