@@ -86,33 +86,33 @@ fn read_one(path: &Path, level: i32, listed: Option<u64>) -> io::Result<ReadFile
         Some(n) => n,
         None => f.metadata()?.len(),
     };
-    CONTENT.with(|cell| {
-        let mut buf = cell.borrow_mut();
-        let n = read_all(&mut f, expected as usize, &mut buf)?;
-        // The size and mtime after the read: the caller compares them with what the peek
-        // listed, so a file written to meanwhile is not sent with a mixed content.
-        let m = f.metadata()?;
-        let content = &buf[..n];
-        let blake3 = crate::hash::blake3_hex(content);
-        let frame = crate::compress::compress(content, level)?;
-        let (data, compressed) = if !content.is_empty() && frame.len() < content.len() {
-            (frame, true)
-        } else {
-            (content.to_vec(), false)
-        };
-        // A rare huge file is not kept for the rest of the run.
-        if buf.len() > KEEP_BUFFER {
-            *buf = Vec::new();
-        }
-        Ok(ReadFile {
-            length: data.len(),
-            data,
-            compressed,
-            blake3,
-            size: m.len(),
-            mtime_ns: mtime_ns(&m),
-            error: String::new(),
-        })
+    // Taken out of the thread's slot, not borrowed from it: hashing a file that grew past
+    // 1 MiB runs on the pool, and a thread waiting there may start another read.
+    let mut buf = CONTENT.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    let n = read_all(&mut f, expected as usize, &mut buf)?;
+    // The size and mtime after the read: the caller compares them with what the peek
+    // listed, so a file written to meanwhile is not sent with a mixed content.
+    let m = f.metadata()?;
+    let content = &buf[..n];
+    let blake3 = crate::hash::blake3_hex(content);
+    let frame = crate::compress::compress(content, level)?;
+    let (data, compressed) = if !content.is_empty() && frame.len() < content.len() {
+        (frame, true)
+    } else {
+        (content.to_vec(), false)
+    };
+    // A rare huge file's buffer is not kept for the rest of the run.
+    if buf.len() <= KEEP_BUFFER {
+        CONTENT.with(|c| *c.borrow_mut() = buf);
+    }
+    Ok(ReadFile {
+        length: data.len(),
+        data,
+        compressed,
+        blake3,
+        size: m.len(),
+        mtime_ns: mtime_ns(&m),
+        error: String::new(),
     })
 }
 
@@ -193,6 +193,21 @@ mod tests {
             r[0].blake3,
             crate::hash::blake3_hex("abc".repeat(1000).as_bytes())
         );
+        // Files that grew past 1 MiB since they were listed are read whole (and hashed on
+        // the pool itself, whose threads may run another read while they wait).
+        let big: Vec<u8> = (0..1_500_000u32).map(|i| (i % 253) as u8).collect();
+        let many: Vec<String> = (0..32)
+            .map(|i| {
+                let p = dir.join(format!("big{i}"));
+                std::fs::write(&p, &big).unwrap();
+                p.to_string_lossy().into_owned()
+            })
+            .collect();
+        let listed = vec![10.0; many.len()];
+        for r in read_many(&many, 1, Some(&listed)) {
+            assert_eq!((r.error.as_str(), r.size), ("", big.len() as u64));
+            assert_eq!(r.blake3, crate::hash::blake3_hex(&big));
+        }
         // The thread's buffer, reused after a longer file, holds no stale bytes.
         let short = dir.join("short");
         std::fs::write(&short, "xyz").unwrap();
