@@ -17,6 +17,8 @@
 import { $, fs, os, path } from "zx";
 import { arg, args, cncopCommand, loads, node, repo, startCncopd, timed } from "./_common.mjs";
 import { writeResultsSection } from "./_results.mjs";
+import { FORK_NAME } from "../src/ccs/file_state.ts";
+import { native } from "../src/native/mod.ts";
 
 const WRITE = args.includes("--write");
 const work = arg("--dir", path.join(os.tmpdir(), "cncop-bench-ccs"));
@@ -56,13 +58,12 @@ const REPS = Number(arg("--reps", "3"));
 const [exe, ...lead] = await cncopCommand(path.join(work, "sea"));
 let home, data, env, server;
 const cncop = (a) => $({ env: { ...process.env, ...env } })`${exe} ${lead} ${a}`;
-const STRIP_FORKS = `import os, sys
-for d, _, fs in os.walk(sys.argv[1]):
-    for f in fs:
-        p = os.path.join(d, f)
-        for a in os.listxattr(p, follow_symlinks=False):
-            if a.startswith("user.cncop"):
-                os.removexattr(p, a, follow_symlinks=False)`;
+/** Removes the forks a backup left on the tree's files (the state cncop keeps on them). */
+const stripForks = async () => {
+  for (const e of await fs.readdir(tree, { recursive: true, withFileTypes: true })) {
+    if (e.isFile()) native.forkRemove(path.join(e.parentPath, e.name), FORK_NAME);
+  }
+};
 /** A new home and cncopd (the previous one stopped), with the one CCS job. */
 const freshCncop = async (i) => {
   if (server) {
@@ -72,7 +73,7 @@ const freshCncop = async (i) => {
     await fs.rm(data, { recursive: true, force: true });
     await fs.rm(home, { recursive: true, force: true });
     // The forks the last backup left on the files go too: each run starts from nothing.
-    await $`python3 -c ${STRIP_FORKS} ${tree}`;
+    await stripForks();
   }
   home = path.join(work, `home${i}`);
   data = path.join(work, `cncopd${i}`);

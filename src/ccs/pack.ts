@@ -194,8 +194,6 @@ const PACK_TARGET_BYTES = 16 * 1024 * 1024;
 const PACK_TARGET_ENTRIES = 4000;
 /** Small files read, hashed and compressed per call to the native core. */
 const READ_BATCH = 64;
-/** zstd level of shared packs (decisions/0051). */
-const LEVEL = DEFAULT_LEVEL;
 
 /**
  * An entry for a shared pack. Files below {@link MIN_SIG_SIZE} share packs: they are read
@@ -297,7 +295,7 @@ async function prepareOne(
           sig: null,
           kind: "ADD",
         };
-        const [r] = await native.readFilesForPack([abs], LEVEL);
+        const [r] = await native.readFilesForPack([abs], DEFAULT_LEVEL, [st.size]);
         if (r!.error.startsWith("ENOENT")) throw new Missing(item.path);
         if (r!.error !== "") throw new CncopError(`${item.path}: ${r!.error}`);
         if (!fillFromRead(c, p, r!)) {
@@ -358,7 +356,7 @@ async function readBatch(c: PackContext, entries: Prepared[]): Promise<boolean[]
   if (reads.length === 0) return again;
   const files = await native.readFilesForPack(
     reads.map((i) => entries[i]!.read!.abs),
-    LEVEL,
+    DEFAULT_LEVEL,
     reads.map((i) => entries[i]!.read!.size),
   );
   reads.forEach((i, k) => (again[i] = !fillFromRead(c, entries[i]!, files[k]!)));
