@@ -115,6 +115,43 @@ mod imp {
         Ok(())
     }
 
+    /// Writes the fork of an open file: no path lookup (the caller has the file open).
+    pub fn write_open(
+        file: &std::fs::File,
+        _path: &Path,
+        name: &str,
+        value: &[u8],
+    ) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let a = attr(name);
+        // SAFETY: an open descriptor, a valid C string and buffer.
+        #[cfg(target_os = "macos")]
+        let r = unsafe {
+            libc::fsetxattr(
+                file.as_raw_fd(),
+                a.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+                0,
+            )
+        };
+        #[cfg(not(target_os = "macos"))]
+        let r = unsafe {
+            libc::fsetxattr(
+                file.as_raw_fd(),
+                a.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     pub fn remove(path: &Path, name: &str) -> io::Result<()> {
         let (p, a) = (cpath(path)?, attr(name));
         // SAFETY: valid C strings.
@@ -171,6 +208,10 @@ mod imp {
         keep_mtime(path, || fs::write(stream(path, name), value))
     }
 
+    pub fn write_open(_file: &fs::File, path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+        write(path, name, value)
+    }
+
     pub fn remove(path: &Path, name: &str) -> io::Result<()> {
         keep_mtime(path, || match fs::remove_file(stream(path, name)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -189,6 +230,24 @@ pub fn read(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
 pub fn write(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     check_name(name)?;
     imp::write(path, name, value)
+}
+
+/// Writes fork `name` of `file`, open at `path` (by its descriptor where the system can).
+pub fn write_open(file: &std::fs::File, path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    check_name(name)?;
+    imp::write_open(file, path, name, value)
+}
+
+/// The backup state kept in a fork: version byte 1, the BLAKE3 (32 bytes), the size (u64)
+/// and the mtime in ns (i64), little-endian; the same 49 bytes as `encodeForkState` in
+/// src/ccs/file_state.ts.
+pub fn encode_state(blake3: &[u8; 32], size: u64, mtime_ns: i64) -> [u8; 49] {
+    let mut b = [0u8; 49];
+    b[0] = 1;
+    b[1..33].copy_from_slice(blake3);
+    b[33..41].copy_from_slice(&size.to_le_bytes());
+    b[41..49].copy_from_slice(&mtime_ns.to_le_bytes());
+    b
 }
 
 /// Removes fork `name` of `path`; no error when absent.

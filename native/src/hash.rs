@@ -20,15 +20,20 @@ pub fn xxh3_hex(data: &[u8]) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(data))
 }
 
-/// BLAKE3-256 of a buffer, 64 lowercase hex digits.
-pub fn blake3_hex(data: &[u8]) -> String {
+/// BLAKE3-256 of a buffer.
+pub fn blake3_of(data: &[u8]) -> blake3::Hash {
     if data.len() >= RAYON_MIN {
         let mut h = blake3::Hasher::new();
         h.update_rayon(data);
-        h.finalize().to_hex().to_string()
+        h.finalize()
     } else {
-        blake3::hash(data).to_hex().to_string()
+        blake3::hash(data)
     }
+}
+
+/// BLAKE3-256 of a buffer, 64 lowercase hex digits.
+pub fn blake3_hex(data: &[u8]) -> String {
+    blake3_of(data).to_hex().to_string()
 }
 
 /// Fills `buf` from `file` as far as it goes; returns the bytes read (short only at EOF).

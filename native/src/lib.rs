@@ -105,8 +105,18 @@ pub struct FileForPack {
     /// Size and mtime (ns, decimal) of the file after it was read.
     pub size: f64,
     pub mtime_ns: String,
+    /// The file's state went into its fork (asked for with `forks`).
+    pub forked: bool,
     /// "" when read, else an error code (`ENOENT`, `EACCES`, `EIO`) and text.
     pub error: String,
+}
+
+/// Keep each file's backup state in its fork `name` (see `fork::encode_state`) when it
+/// still has its listed size and the mtime `mtimesNs[i]` (ns, decimal) once read.
+#[napi(object)]
+pub struct PackForks {
+    pub name: String,
+    pub mtimes_ns: Vec<String>,
 }
 
 /// A batch of small files read for pack entries: their data end to end in one buffer (a
@@ -121,13 +131,24 @@ pub struct ReadForPackTask {
     paths: Vec<String>,
     level: i32,
     sizes: Option<Vec<f64>>,
+    /// The fork name and the listed mtimes.
+    forks: Option<(String, Vec<i64>)>,
 }
 
 impl Task for ReadForPackTask {
     type Output = (Vec<u8>, Vec<read_pack::ReadFile>);
     type JsValue = FilesForPack;
     fn compute(&mut self) -> Result<Self::Output> {
-        let mut files = read_pack::read_many(&self.paths, self.level, self.sizes.as_deref());
+        let forks = self
+            .forks
+            .as_ref()
+            .map(|(name, mtimes_ns)| read_pack::ForkWrite { name, mtimes_ns });
+        let mut files = read_pack::read_many(
+            &self.paths,
+            self.level,
+            self.sizes.as_deref(),
+            forks.as_ref(),
+        );
         let mut data = Vec::with_capacity(files.iter().map(|f| f.data.len()).sum());
         for f in &mut files {
             data.extend_from_slice(&f.data);
@@ -147,6 +168,7 @@ impl Task for ReadForPackTask {
                     blake3: r.blake3,
                     size: r.size as f64,
                     mtime_ns: r.mtime_ns.to_string(),
+                    forked: r.forked,
                     error: r.error,
                 })
                 .collect(),
@@ -157,17 +179,39 @@ impl Task for ReadForPackTask {
 /// Reads, hashes (BLAKE3) and zstd-compresses many small files on every core, off the JS
 /// thread; errors are per file. `sizes`, when given, are the sizes the files are expected
 /// to have (a stat fewer per file); the result gives the size each had after its read.
+/// `forks` (with `sizes`) also keeps each unchanged file's state in its fork.
 #[napi(ts_return_type = "Promise<FilesForPack>")]
 pub fn read_files_for_pack(
     paths: Vec<String>,
     level: i32,
     sizes: Option<Vec<f64>>,
-) -> AsyncTask<ReadForPackTask> {
-    AsyncTask::new(ReadForPackTask {
+    forks: Option<PackForks>,
+) -> Result<AsyncTask<ReadForPackTask>> {
+    let forks = match forks {
+        None => None,
+        Some(w) => {
+            if sizes.as_ref().map(Vec::len) != Some(paths.len()) || w.mtimes_ns.len() != paths.len()
+            {
+                return Err(Error::from_reason(
+                    "readFilesForPack: forks need a size and an mtime for every path",
+                ));
+            }
+            fork::check_name(&w.name).map_err(|e| Error::from_reason(e.to_string()))?;
+            let mtimes = w
+                .mtimes_ns
+                .iter()
+                .map(|m| m.parse::<i64>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|_| Error::from_reason("readFilesForPack: an mtime is not ns"))?;
+            Some((w.name, mtimes))
+        }
+    };
+    Ok(AsyncTask::new(ReadForPackTask {
         paths,
         level,
         sizes,
-    })
+        forks,
+    }))
 }
 
 pub struct VerifyFramesTask {

@@ -20,8 +20,18 @@ pub struct ReadFile {
     /// Size and mtime (ns since the epoch) of the open file after reading.
     pub size: u64,
     pub mtime_ns: i64,
+    /// The file's backup state went into its fork (see [`ForkWrite`]).
+    pub forked: bool,
     /// "" when read; else `ENOENT: ...` or another error code and text.
     pub error: String,
+}
+
+/// Asks the batch to keep each file's state in its fork `name` when the file still has the
+/// size and mtime (`mtimes_ns[i]`) it was listed with: written by descriptor while the file
+/// is open, on the pool, instead of by path on the caller's thread afterwards.
+pub struct ForkWrite<'a> {
+    pub name: &'a str,
+    pub mtimes_ns: &'a [i64],
 }
 
 /// A file's mtime in ns since the epoch.
@@ -78,10 +88,43 @@ fn read_all(f: &mut File, expected: usize, buf: &mut Vec<u8>) -> io::Result<usiz
     }
 }
 
+/// Opens `path` for reading; `true` with it when `path` is a file of its own, not a symbolic
+/// link (whose fork would be the link's: never the target's, which may lie outside the tree).
+fn open_own(path: &Path) -> io::Result<(File, bool)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(f) => Ok((f, true)),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Ok((File::open(path)?, false)),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let own = !std::fs::symlink_metadata(path)?.file_type().is_symlink();
+        Ok((File::open(path)?, own))
+    }
+}
+
 /// Reads, hashes and compresses one file. `listed` is the size the caller expects (the
 /// peek's), which spares a stat before the read; the stat after it tells what was read.
-fn read_one(path: &Path, level: i32, listed: Option<u64>) -> io::Result<ReadFile> {
-    let mut f = File::open(path)?;
+/// `fork`: the fork to keep the state in and the mtime the file was listed with.
+fn read_one(
+    path: &Path,
+    level: i32,
+    listed: Option<u64>,
+    fork: Option<(&str, i64)>,
+) -> io::Result<ReadFile> {
+    let (mut f, own) = if fork.is_some() {
+        open_own(path)?
+    } else {
+        (File::open(path)?, false)
+    };
     let expected = match listed {
         Some(n) => n,
         None => f.metadata()?.len(),
@@ -94,7 +137,22 @@ fn read_one(path: &Path, level: i32, listed: Option<u64>) -> io::Result<ReadFile
     // listed, so a file written to meanwhile is not sent with a mixed content.
     let m = f.metadata()?;
     let content = &buf[..n];
-    let blake3 = crate::hash::blake3_hex(content);
+    let hash = crate::hash::blake3_of(content);
+    // Only a state that holds: the whole file, unchanged since it was listed (the listing's
+    // stat came before this read, the one above after it).
+    let forked = match fork {
+        Some((name, listed_mtime))
+            if own
+                && n as u64 == m.len()
+                && listed == Some(m.len())
+                && mtime_ns(&m) == listed_mtime =>
+        {
+            let state = crate::fork::encode_state(hash.as_bytes(), m.len(), listed_mtime);
+            crate::fork::write_open(&f, path, name, &state).is_ok()
+        }
+        _ => false,
+    };
+    let blake3 = hash.to_hex().to_string();
     let frame = crate::compress::compress(content, level)?;
     let (data, compressed) = if !content.is_empty() && frame.len() < content.len() {
         (frame, true)
@@ -112,6 +170,7 @@ fn read_one(path: &Path, level: i32, listed: Option<u64>) -> io::Result<ReadFile
         blake3,
         size: m.len(),
         mtime_ns: mtime_ns(&m),
+        forked,
         error: String::new(),
     })
 }
@@ -128,20 +187,28 @@ fn error_code(e: &io::Error) -> &'static str {
 }
 
 /// Reads, hashes and compresses each file, in parallel; errors are per file.
-/// `sizes`, when given, holds the size each file is expected to have.
-pub fn read_many(paths: &[String], level: i32, sizes: Option<&[f64]>) -> Vec<ReadFile> {
+/// `sizes`, when given, holds the size each file is expected to have; `fork` (which needs
+/// `sizes`) keeps the state of each file that still has its listed size and mtime.
+pub fn read_many(
+    paths: &[String],
+    level: i32,
+    sizes: Option<&[f64]>,
+    fork: Option<&ForkWrite>,
+) -> Vec<ReadFile> {
     paths
         .par_iter()
         .enumerate()
         .map(|(i, p)| {
             let listed = sizes.and_then(|s| s.get(i)).map(|&n| n as u64);
-            read_one(Path::new(p), level, listed).unwrap_or_else(|e| ReadFile {
+            let fork = fork.and_then(|w| w.mtimes_ns.get(i).map(|&m| (w.name, m)));
+            read_one(Path::new(p), level, listed, fork).unwrap_or_else(|e| ReadFile {
                 data: Vec::new(),
                 length: 0,
                 compressed: false,
                 blake3: String::new(),
                 size: 0,
                 mtime_ns: 0,
+                forked: false,
                 error: format!("{}: {e}", error_code(&e)),
             })
         })
@@ -164,7 +231,7 @@ mod tests {
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
-        let r = read_many(&paths, 3, None);
+        let r = read_many(&paths, 3, None, None);
         assert!(r[0].compressed && r[0].data.len() < 3000 && r[0].size == 3000);
         assert_eq!(
             r[0].blake3,
@@ -187,7 +254,7 @@ mod tests {
         assert_eq!(read_all(&mut f, 5000, &mut buf).unwrap(), 3000);
         // Listed sizes spare a stat; a wrong one still reads the file as it is, and the
         // size after the read tells the caller.
-        let r = read_many(&paths[..1], 3, Some(&[10.0]));
+        let r = read_many(&paths[..1], 3, Some(&[10.0]), None);
         assert_eq!(r[0].size, 3000);
         assert_eq!(
             r[0].blake3,
@@ -204,17 +271,67 @@ mod tests {
             })
             .collect();
         let listed = vec![10.0; many.len()];
-        for r in read_many(&many, 1, Some(&listed)) {
+        for r in read_many(&many, 1, Some(&listed), None) {
             assert_eq!((r.error.as_str(), r.size), ("", big.len() as u64));
             assert_eq!(r.blake3, crate::hash::blake3_hex(&big));
         }
         // The thread's buffer, reused after a longer file, holds no stale bytes.
         let short = dir.join("short");
         std::fs::write(&short, "xyz").unwrap();
-        let long = read_one(&text, 3, None).unwrap();
-        let r = read_one(&short, 3, Some(3)).unwrap();
+        let long = read_one(&text, 3, None, None).unwrap();
+        let r = read_one(&short, 3, Some(3), None).unwrap();
         assert!(long.compressed && !r.compressed);
         assert_eq!(r.data, b"xyz");
         assert_eq!(r.blake3, crate::hash::blake3_hex(b"xyz"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keeps_the_state_in_the_fork_of_files_unchanged_since_listed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        if !crate::fork::supported(dir) {
+            return; // a file system without user xattrs: nothing to check here
+        }
+        let names = ["same", "touched", "link"];
+        std::fs::write(dir.join("same"), "same content").unwrap();
+        std::fs::write(dir.join("touched"), "touched").unwrap();
+        std::fs::write(dir.join("target"), "target").unwrap();
+        std::os::unix::fs::symlink(dir.join("target"), dir.join("link")).unwrap();
+        let paths: Vec<String> = names
+            .iter()
+            .map(|n| dir.join(n).to_string_lossy().into_owned())
+            .collect();
+        let meta: Vec<Metadata> = paths
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap())
+            .collect();
+        let sizes: Vec<f64> = meta.iter().map(|m| m.len() as f64).collect();
+        let mut mtimes: Vec<i64> = meta.iter().map(mtime_ns).collect();
+        mtimes[1] -= 1; // listed before a write the read then sees
+        let w = ForkWrite {
+            name: "cncop.test",
+            mtimes_ns: &mtimes,
+        };
+        let r = read_many(&paths, 1, Some(&sizes), Some(&w));
+        assert_eq!(
+            r.iter().map(|f| f.forked).collect::<Vec<_>>(),
+            [true, false, false]
+        );
+        let state = crate::fork::read(Path::new(&paths[0]), "cncop.test")
+            .unwrap()
+            .unwrap();
+        let hash = crate::hash::blake3_of(b"same content");
+        assert_eq!(
+            state,
+            crate::fork::encode_state(hash.as_bytes(), 12, mtimes[0])
+        );
+        assert_eq!(r[0].blake3, hash.to_hex().to_string());
+        // Neither the file written to since it was listed nor the link's target got one,
+        // and the fork did not move the mtime.
+        for other in [dir.join("touched"), dir.join("target")] {
+            assert!(crate::fork::read(&other, "cncop.test").unwrap().is_none());
+        }
+        assert_eq!(mtime_ns(&std::fs::metadata(&paths[0]).unwrap()), mtimes[0]);
     }
 }

@@ -16,7 +16,7 @@ import { CncopError, errnoCode, messageOf, TransientError } from "../core/errors
 import type { Logger } from "../core/log.ts";
 import { releaseMemory } from "../core/memory.ts";
 import { cncopVersion } from "../core/version.ts";
-import { type FileForPack, native } from "../native/mod.ts";
+import { type FileForPack, native, type PackForks } from "../native/mod.ts";
 import type { NetworkClient } from "../network/client.ts";
 import { checkPackPath, type PackHeader } from "./pack_format.ts";
 import {
@@ -28,7 +28,7 @@ import {
   type PackWritten,
   SourceChangedError,
 } from "./pack_writer.ts";
-import type { FileStates } from "./file_state.ts";
+import { type FileStates, FORK_NAME } from "./file_state.ts";
 import { baseSignature, MIN_SIG_SIZE, writeSignature } from "./signature_cache.ts";
 import type { ItemKind, WorkDb, WorkItem } from "./work_queue.ts";
 
@@ -216,6 +216,16 @@ interface OpenPack {
   entries: Prepared[];
 }
 
+/**
+ * Asks a read batch to keep the files' states in their forks, when the job uses forks: the
+ * native core writes each while the file is open, on its pool (by path on the JS thread,
+ * one system call per file took a first backup of the Linux tree a second).
+ */
+function forksOf(c: PackContext, listed: { mtimeNs: string }[]): PackForks | undefined {
+  if (!c.states.forks) return undefined;
+  return { name: FORK_NAME, mtimesNs: listed.map((r) => r.mtimeNs) };
+}
+
 /** Fills a small add's header and body from its read; false when the file changed. */
 function fillFromRead(c: PackContext, p: Prepared, r: FileForPack): boolean {
   const want = p.read!;
@@ -237,7 +247,7 @@ function fillFromRead(c: PackContext, p: Prepared, r: FileForPack): boolean {
     ino: p.item.ino,
     dev: p.item.dev,
   };
-  c.states.remember(f, r.blake3);
+  if (!r.forked) c.states.remember(f, r.blake3); // not written by the read (or could not be)
   return true;
 }
 
@@ -295,7 +305,12 @@ async function prepareOne(
           sig: null,
           kind: "ADD",
         };
-        const [r] = await native.readFilesForPack([abs], DEFAULT_LEVEL, [st.size]);
+        const [r] = await native.readFilesForPack(
+          [abs],
+          DEFAULT_LEVEL,
+          [st.size],
+          forksOf(c, [st]),
+        );
         if (r!.error.startsWith("ENOENT")) throw new Missing(item.path);
         if (r!.error !== "") throw new CncopError(`${item.path}: ${r!.error}`);
         if (!fillFromRead(c, p, r!)) {
@@ -354,10 +369,12 @@ async function readBatch(c: PackContext, entries: Prepared[]): Promise<boolean[]
   const reads = entries.flatMap((p, i) => (p.read && !p.frame ? [i] : []));
   const again = entries.map(() => false);
   if (reads.length === 0) return again;
+  const listed = reads.map((i) => entries[i]!.read!);
   const files = await native.readFilesForPack(
-    reads.map((i) => entries[i]!.read!.abs),
+    listed.map((r) => r.abs),
     DEFAULT_LEVEL,
-    reads.map((i) => entries[i]!.read!.size),
+    listed.map((r) => r.size),
+    forksOf(c, listed),
   );
   reads.forEach((i, k) => (again[i] = !fillFromRead(c, entries[i]!, files[k]!)));
   return again;

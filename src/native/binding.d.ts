@@ -58,6 +58,8 @@ export interface FileForPack {
   /** Size and mtime (ns, decimal) of the file after it was read. */
   size: number
   mtimeNs: string
+  /** The file's state went into its fork (asked for with `forks`). */
+  forked: boolean
   /** "" when read, else an error code (`ENOENT`, `EACCES`, `EIO`) and text. */
   error: string
 }
@@ -138,6 +140,15 @@ export interface NativeWalkOptions {
   batchSize: number
 }
 
+/**
+ * Keep each file's backup state in its fork `name` (see `fork::encode_state`) when it
+ * still has its listed size and the mtime `mtimesNs[i]` (ns, decimal) once read.
+ */
+export interface PackForks {
+  name: string
+  mtimesNs: Array<string>
+}
+
 /** Writes `outPath` = base + delta, verified against `expectedBlake3`; no `outPath` on failure. */
 export declare function patch(basePath: string, deltaPath: string, outPath: string, expectedBlake3: string): Promise<void>
 
@@ -145,8 +156,9 @@ export declare function patch(basePath: string, deltaPath: string, outPath: stri
  * Reads, hashes (BLAKE3) and zstd-compresses many small files on every core, off the JS
  * thread; errors are per file. `sizes`, when given, are the sizes the files are expected
  * to have (a stat fewer per file); the result gives the size each had after its read.
+ * `forks` (with `sizes`) also keeps each unchanged file's state in its fork.
  */
-export declare function readFilesForPack(paths: Array<string>, level: number, sizes?: Array<number> | undefined | null): Promise<FilesForPack>
+export declare function readFilesForPack(paths: Array<string>, level: number, sizes?: Array<number> | undefined | null, forks?: PackForks | undefined | null): Promise<FilesForPack>
 
 /** Writes the block signature of `basePath` to `sigPath`; `blockSize` 0 chooses it. */
 export declare function signature(basePath: string, sigPath: string, blockSize?: number | undefined | null): Promise<void>

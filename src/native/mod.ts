@@ -128,9 +128,9 @@ function addonCore(b: NativeBinding): NativeCore {
     trimMemory: () => b.trimMemory(),
     zstdCompress: (data, level) => wrapSync(() => b.zstdCompress(data, level)),
     zstdDecompress: (data, max, wlog) => wrapSync(() => b.zstdDecompress(data, max, wlog)),
-    readFilesForPack: async (paths, level, sizes) => {
+    readFilesForPack: async (paths, level, sizes, forks) => {
       // One buffer for the batch; each file's data is a view of it.
-      const { data, files } = await wrapAsync(b.readFilesForPack(paths, level, sizes));
+      const { data, files } = await wrapAsync(b.readFilesForPack(paths, level, sizes, forks));
       let at = 0;
       return files.map(({ length, ...f }) => ({ ...f, data: data.subarray(at, at += length) }));
     },

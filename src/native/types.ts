@@ -92,9 +92,17 @@ export interface NativeCore {
    * Reads, hashes (BLAKE3) and zstd-compresses many small files at once, off the JS thread
    * and on every core; errors are per file. `sizes` are the sizes the caller expects (the
    * peek's): the native core then stats each file once, after its read. A wrong one does
-   * not change what is read; the result's `size` is the file's after the read.
+   * not change what is read; the result's `size` is the file's after the read. `forks`
+   * (with `sizes`) keeps the backup state of each file that still has its listed size and
+   * mtime in its fork, written while the file is open (the portable core writes none: see
+   * `forked`).
    */
-  readFilesForPack(paths: string[], level: number, sizes?: number[]): Promise<FileForPack[]>;
+  readFilesForPack(
+    paths: string[],
+    level: number,
+    sizes?: number[],
+    forks?: PackForks,
+  ): Promise<FileForPack[]>;
   /**
    * Verifies pack body frames in parallel off the JS thread: each must decode (when
    * `zstd`) to `size` bytes whose BLAKE3 is `blake3`. Resolves to "" per good frame, else
@@ -193,8 +201,19 @@ export interface FileForPack {
   /** Size and mtime (ns, decimal) of the file after it was read. */
   size: number;
   mtimeNs: string;
+  /** The file's state went into its fork (see {@link PackForks}). */
+  forked: boolean;
   /** "" when read, else an error code (`ENOENT`, `EACCES`, `EIO`) and text. */
   error: string;
+}
+
+/**
+ * The fork to keep each file's backup state in (`encodeForkState` in src/ccs/file_state.ts)
+ * and the mtime (ns, decimal) each file was listed with.
+ */
+export interface PackForks {
+  name: string;
+  mtimesNs: string[];
 }
 
 /** What {@link NativeCore.writeFilePack} writes. */

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { statSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
+import { decodeForkState, FORK_NAME } from "../../src/ccs/file_state.ts";
 import { cores } from "./_helpers.ts";
 
 describe("zstd and syncFs, native and portable", () => {
@@ -80,6 +81,48 @@ describe("zstd and syncFs, native and portable", () => {
           assert.equal(got[1]!.compressed, false, "random bytes are kept as they are");
           assert.match(got[3]!.error, /^ENOENT/);
         }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    test(`${c.implementation}: readFilesForPack keeps the state of unchanged files in their forks`, async (t) => {
+      const dir = await mkdtemp(join(tmpdir(), "cncop-readpack-fork-"));
+      try {
+        if (c.implementation === "native" && !c.forksSupported(dir)) {
+          return t.skip("no user xattrs on this filesystem");
+        }
+        await writeFile(join(dir, "same"), text);
+        await writeFile(join(dir, "touched"), "touched");
+        await writeFile(join(dir, "target"), "target");
+        await symlink(join(dir, "target"), join(dir, "link"));
+        const paths = ["same", "touched", "link"].map((n) => join(dir, n));
+        const st = paths.map((p) => statSync(p, { bigint: true }));
+        // "touched" was listed before a write the read then sees.
+        const mtimesNs = st.map((s, i) => String(i === 1 ? s.mtimeNs - 1n : s.mtimeNs));
+        const got = await c.readFilesForPack(paths, 1, st.map((s) => Number(s.size)), {
+          name: FORK_NAME,
+          mtimesNs,
+        });
+        assert.deepEqual(got.map((r) => r.error), ["", "", ""]);
+        if (c.implementation === "portable") {
+          // No forks there: the caller keeps the state itself.
+          assert.deepEqual(got.map((r) => r.forked), [false, false, false]);
+          return;
+        }
+        assert.deepEqual(got.map((r) => r.forked), [true, false, false]);
+        assert.deepEqual(decodeForkState(c.forkRead(paths[0]!, FORK_NAME)!), {
+          hash: c.blake3(text),
+          size: text.length,
+          mtimeNs: mtimesNs[0],
+        });
+        assert.equal(c.forkRead(paths[1]!, FORK_NAME), null, "changed since listed");
+        assert.equal(c.forkRead(join(dir, "target"), FORK_NAME), null, "not through a link");
+        assert.equal(statSync(paths[0]!, { bigint: true }).mtimeNs, st[0]!.mtimeNs);
+        await assert.rejects(
+          c.readFilesForPack(paths, 1, undefined, { name: FORK_NAME, mtimesNs }),
+          /forks need a size and an mtime/,
+        );
       } finally {
         await rm(dir, { recursive: true, force: true });
       }

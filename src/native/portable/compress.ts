@@ -55,7 +55,7 @@ export function verifyFrames(checks: FrameCheck[], windowLogMax: number): string
   });
 }
 
-/** Reads, hashes and compresses each file; errors are per file. */
+/** Reads, hashes and compresses each file; errors are per file. Writes no forks. */
 export function readFilesForPack(paths: string[], level: number): FileForPack[] {
   return paths.map((p) => {
     let fd: number | undefined;
@@ -71,6 +71,7 @@ export function readFilesForPack(paths: string[], level: number): FileForPack[] 
         blake3: blake3(content),
         size: Number(st.size),
         mtimeNs: String(st.mtimeNs),
+        forked: false,
         error: "",
       };
     } catch (err) {
@@ -82,6 +83,7 @@ export function readFilesForPack(paths: string[], level: number): FileForPack[] 
         blake3: "",
         size: 0,
         mtimeNs: "0",
+        forked: false,
         error: `${known}: ${(err as Error).message}`,
       };
     } finally {
