@@ -23,149 +23,43 @@ pub fn check_name(name: &str) -> io::Result<()> {
 
 #[cfg(unix)]
 mod imp {
-    use std::ffi::CString;
+    // Through the `xattr` crate: its path functions act on a symbolic link itself, not on
+    // its target (lgetxattr and friends), as forks must (decisions/0053).
+    use std::fs::File;
     use std::io;
-    use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
+    use xattr::FileExt;
 
-    fn cpath(p: &Path) -> io::Result<CString> {
-        CString::new(p.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput.into())
-    }
-
-    fn attr(name: &str) -> CString {
+    fn attr(name: &str) -> String {
         // Linux needs a namespace; macOS has none.
         #[cfg(target_os = "macos")]
-        let full = name.to_string();
+        return name.to_string();
         #[cfg(not(target_os = "macos"))]
-        let full = format!("user.{name}");
-        CString::new(full).expect("checked name")
-    }
-
-    #[cfg(target_os = "macos")]
-    const ENOATTR: i32 = libc::ENOATTR;
-    #[cfg(not(target_os = "macos"))]
-    const ENOATTR: i32 = libc::ENODATA;
-
-    unsafe fn get(p: &CString, a: &CString, buf: *mut libc::c_void, len: usize) -> isize {
-        #[cfg(target_os = "macos")]
-        return libc::getxattr(p.as_ptr(), a.as_ptr(), buf, len, 0, libc::XATTR_NOFOLLOW);
-        #[cfg(not(target_os = "macos"))]
-        return libc::lgetxattr(p.as_ptr(), a.as_ptr(), buf, len);
+        return format!("user.{name}");
     }
 
     pub fn read(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
-        let (p, a) = (cpath(path)?, attr(name));
-        loop {
-            // SAFETY: valid C strings; a null buffer asks for the size.
-            let n = unsafe { get(&p, &a, std::ptr::null_mut(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                return if e.raw_os_error() == Some(ENOATTR) {
-                    Ok(None)
-                } else {
-                    Err(e)
-                };
-            }
-            let mut buf = vec![0u8; n as usize];
-            // SAFETY: buf has n bytes.
-            let m = unsafe { get(&p, &a, buf.as_mut_ptr().cast(), buf.len()) };
-            if m < 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::ERANGE) {
-                    continue; // grew in between
-                }
-                return if e.raw_os_error() == Some(ENOATTR) {
-                    Ok(None)
-                } else {
-                    Err(e)
-                };
-            }
-            buf.truncate(m as usize);
-            return Ok(Some(buf));
-        }
+        xattr::get(path, attr(name))
     }
 
     pub fn write(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
-        let (p, a) = (cpath(path)?, attr(name));
-        // SAFETY: valid C strings and buffer.
-        #[cfg(target_os = "macos")]
-        let r = unsafe {
-            libc::setxattr(
-                p.as_ptr(),
-                a.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-                libc::XATTR_NOFOLLOW,
-            )
-        };
-        #[cfg(not(target_os = "macos"))]
-        let r = unsafe {
-            libc::lsetxattr(
-                p.as_ptr(),
-                a.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        xattr::set(path, attr(name), value)
     }
 
-    /// Writes the fork of an open file: no path lookup (the caller has the file open).
-    pub fn write_open(
-        file: &std::fs::File,
-        _path: &Path,
-        name: &str,
-        value: &[u8],
-    ) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let a = attr(name);
-        // SAFETY: an open descriptor, a valid C string and buffer.
-        #[cfg(target_os = "macos")]
-        let r = unsafe {
-            libc::fsetxattr(
-                file.as_raw_fd(),
-                a.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-                0,
-            )
-        };
-        #[cfg(not(target_os = "macos"))]
-        let r = unsafe {
-            libc::fsetxattr(
-                file.as_raw_fd(),
-                a.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+    /// By the open file's descriptor: no path lookup.
+    pub fn write_open(file: &File, _path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+        file.set_xattr(attr(name), value)
     }
 
     pub fn remove(path: &Path, name: &str) -> io::Result<()> {
-        let (p, a) = (cpath(path)?, attr(name));
-        // SAFETY: valid C strings.
         #[cfg(target_os = "macos")]
-        let r = unsafe { libc::removexattr(p.as_ptr(), a.as_ptr(), libc::XATTR_NOFOLLOW) };
+        const ENOATTR: i32 = libc::ENOATTR;
         #[cfg(not(target_os = "macos"))]
-        let r = unsafe { libc::lremovexattr(p.as_ptr(), a.as_ptr()) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(ENOATTR) {
-                return Err(e);
-            }
+        const ENOATTR: i32 = libc::ENODATA;
+        match xattr::remove(path, attr(name)) {
+            Err(e) if e.raw_os_error() == Some(ENOATTR) => Ok(()),
+            r => r,
         }
-        Ok(())
     }
 }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { statSync, utimesSync, writeFileSync } from "node:fs";
+import { statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { CncopError } from "../../src/core/errors.ts";
@@ -30,6 +30,15 @@ test(
       core.forkRemove(f, "cncop.state"); // absent: no error
       assert.equal(core.forkRead(f, "cncop.state"), null);
       assert.equal(statSync(f, { bigint: true }).mtimeNs, before);
+      // Forks by path are the path's own: never a symbolic link's target's.
+      const link = join(s.dir, "link");
+      symlinkSync(f, link);
+      core.forkWrite(f, "cncop.state", new Uint8Array([7]));
+      assert.equal(core.forkRead(link, "cncop.state"), null);
+      try {
+        core.forkWrite(link, "cncop.state", new Uint8Array([8])); // Linux refuses (EPERM)
+      } catch { /* a link takes no user xattrs here */ }
+      assert.deepEqual([...core.forkRead(f, "cncop.state")!], [7]);
       assert.throws(() => core.forkWrite(f, "bad/name", new Uint8Array()), /bad name/);
       assert.throws(() => core.forkRead(join(s.dir, "missing"), "x"), /ENOENT/);
     } finally {
