@@ -199,7 +199,7 @@ function recordBatch(
           work.moveCached(job, item.path, item.newPath!, item.folder);
         } else work.dropCached(job, item.path);
       }
-      work.removeItems(f.items.map((i) => i.id));
+      work.removeClaimedPack(job, f.pack, process.pid, f.items.length);
     }
     for (const f of rejected) {
       for (const item of f.items) work.fail(item.id, f.error ?? "rejected");

@@ -64,6 +64,16 @@ export interface PackWritten {
   sha256: string;
 }
 
+let isoMs = -1;
+let iso = "";
+
+/** Now as an ISO string, made once a millisecond: a pack of small files asks once a file. */
+function nowIso(): string {
+  const ms = Date.now();
+  if (ms !== isoMs) iso = new Date(isoMs = ms).toISOString();
+  return iso;
+}
+
 /** A header of `kind` with the common fields filled and the rest zero. */
 export function baseHeader(kind: PackKind, c: PackCommon): PackHeader {
   return {
@@ -79,7 +89,7 @@ export function baseHeader(kind: PackKind, c: PackCommon): PackHeader {
     compression: c.compression ?? "zstd",
     program: c.program ?? "cncop",
     programVersion: c.programVersion ?? "0.1.0",
-    created: new Date().toISOString(),
+    created: nowIso(),
   };
 }
 

@@ -494,6 +494,20 @@ export class WorkDb {
     for (const id of ids) s.run(id);
   }
 
+  /**
+   * Removes the items of `pack` that `pid` claimed, `count` of them, in one statement (one
+   * per item cost a statement per file of a first backup); throws, before the caller's
+   * transaction commits, when another number of items matched.
+   */
+  removeClaimedPack(job: number, pack: string, pid: number, count: number): void {
+    const r = this.stmt(
+      "DELETE FROM items WHERE job = ? AND pack = ? AND state = 'sending' AND claimed_by = ?",
+    ).run(job, pack, pid);
+    if (Number(r.changes) !== count) {
+      throw new Error(`pack ${pack}: ${r.changes} claimed item(s) removed, not ${count}`);
+    }
+  }
+
   /** Marks an item failed with a reason. */
   fail(id: number, error: string): void {
     this.stmt("UPDATE items SET state = 'failed', claimed_by = NULL, error = ? WHERE id = ?")

@@ -26,6 +26,29 @@ test("claim() hands out the lowest unfinished stage first, once", () => {
   w.close();
 });
 
+test("removeClaimedPack() removes exactly one claimer's items of a pack, or nothing", () => {
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  const ids = w.tx(() =>
+    w.addItems(5, "s", [{ kind: "ADD", path: "a" }, { kind: "ADD", path: "b" }, {
+      kind: "ADD",
+      path: "c",
+    }])
+  );
+  w.markReady(ids[0]!, "/p/1", 1, null);
+  w.markReady(ids[1]!, "/p/1", 1, null);
+  w.markReady(ids[2]!, "/p/2", 1, null);
+  assert.equal(w.claim(5, 111, 10).length, 3);
+  assert.throws(
+    () => w.tx(() => w.removeClaimedPack(5, "/p/1", 111, 1)),
+    /2 claimed item\(s\) removed, not 1/,
+  );
+  assert.equal(w.items(5).length, 3, "a count that does not match rolls the removal back");
+  w.tx(() => w.removeClaimedPack(5, "/p/1", 222, 0)); // another claimer's: nothing
+  w.tx(() => w.removeClaimedPack(5, "/p/1", 111, 2));
+  assert.deepEqual(w.items(5).map((i) => i.path), ["c"], "the other pack's item stays");
+  w.close();
+});
+
 test("discardLeftovers() keeps only items a live dequeuer is sending", () => {
   const w = openWorkDb(join(tempDir(), "work.db"));
   const ids = w.tx(() =>
