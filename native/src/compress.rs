@@ -42,23 +42,24 @@ pub fn decompress(data: &[u8], max: usize, window_log_max: u32) -> io::Result<Ve
     })
 }
 
-/// One body to verify: its frame as stored, whether zstd, the size and BLAKE3 it must have.
-pub struct FrameCheck {
-    pub frame: Vec<u8>,
+/// One body to verify: its frame as stored (borrowed: the network's frames are JS memory,
+/// read in place), whether zstd, the size and BLAKE3 it must have.
+pub struct FrameCheck<'a> {
+    pub frame: &'a [u8],
     pub zstd: bool,
     pub size: usize,
-    pub blake3: String,
+    pub blake3: &'a str,
 }
 
 /// Checks each frame in parallel: "" when it decodes to `size` bytes hashing to `blake3`,
 /// else what is wrong.
-pub fn verify_many(checks: &[FrameCheck], window_log_max: u32) -> Vec<String> {
+pub fn verify_many(checks: &[FrameCheck<'_>], window_log_max: u32) -> Vec<String> {
     checks
         .par_iter()
         .map(|c| {
             let owned;
             let body: &[u8] = if c.zstd {
-                match decompress(&c.frame, c.size, window_log_max) {
+                match decompress(c.frame, c.size, window_log_max) {
                     Ok(b) => {
                         owned = b;
                         &owned
@@ -71,7 +72,7 @@ pub fn verify_many(checks: &[FrameCheck], window_log_max: u32) -> Vec<String> {
                     }
                 }
             } else {
-                &c.frame
+                c.frame
             };
             if body.len() != c.size {
                 return format!(
@@ -96,33 +97,36 @@ mod tests {
     fn many_at_once_in_parallel() {
         let bodies: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 1000 + i as usize]).collect();
         let frames: Vec<Vec<u8>> = bodies.iter().map(|b| compress(b, 3).unwrap()).collect();
+        let hashes: Vec<String> = bodies.iter().map(|b| crate::hash::blake3_hex(b)).collect();
+        let raw_hash = crate::hash::blake3_hex(b"raw");
         let mut checks: Vec<FrameCheck> = frames
             .iter()
             .zip(&bodies)
-            .map(|(f, b)| FrameCheck {
-                frame: f.clone(),
+            .zip(&hashes)
+            .map(|((f, b), h)| FrameCheck {
+                frame: f,
                 zstd: true,
                 size: b.len(),
-                blake3: crate::hash::blake3_hex(b),
+                blake3: h,
             })
             .collect();
         checks.push(FrameCheck {
-            frame: b"raw".to_vec(),
+            frame: b"raw",
             zstd: false,
             size: 3,
-            blake3: crate::hash::blake3_hex(b"raw"),
+            blake3: &raw_hash,
         });
         checks.push(FrameCheck {
-            frame: frames[0].clone(),
+            frame: &frames[0],
             zstd: true,
             size: 10,
-            blake3: String::new(),
+            blake3: "",
         });
         checks.push(FrameCheck {
-            frame: frames[1].clone(),
+            frame: &frames[1],
             zstd: true,
             size: bodies[1].len(),
-            blake3: "00".into(),
+            blake3: "00",
         });
         let r = verify_many(&checks, 23);
         assert!(r[..51].iter().all(String::is_empty), "{r:?}");
