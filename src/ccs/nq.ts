@@ -11,7 +11,6 @@ import type { AppContext } from "../core/context.ts";
 import { CncopError, ExitCode, messageOf, TransientError, UsageError } from "../core/errors.ts";
 import type { Job } from "../core/jobs_db.ts";
 import { acquireLock, appLockPath, type HeldLock, jobLockPath } from "../core/lock.ts";
-import { lowerPriority } from "../core/priority.ts";
 import { createUniqueLog, logBaseName, type Logger } from "../core/log.ts";
 import { jobReporter } from "../core/spool.ts";
 import type { NetworkClient, RemoteFile } from "../network/client.ts";
@@ -64,20 +63,6 @@ export interface NqOptions {
   session?: string;
   /** Where dry-run output goes. @default stdout */
   out?: (line: string) => void;
-}
-
-/**
- * Lowers this process's CPU priority by `by` ([defaults] enqueuer_nice): the enqueuer gives
- * way to the dequeuer it feeds, whose last upload ends the run, and to the device's users.
- * See docs/decisions/0054-enqueuer-yields-cpu.md.
- */
-function yieldCpu(by: number, log: Logger): void {
-  if (by === 0) return;
-  try {
-    log.info(`CPU priority lowered to nice ${lowerPriority(by)} (enqueuer_nice = ${by})`);
-  } catch (err) {
-    log.warn(`cannot lower the CPU priority (enqueuer_nice = ${by}): ${messageOf(err)}`);
-  }
 }
 
 /** The session a run belongs to: the dispatcher's, else a new one. */
@@ -176,7 +161,6 @@ export async function runNq(ctx: AppContext, refs: string[], o: NqOptions): Prom
   let appLock: HeldLock | undefined;
   try {
     log.info(`start: ${jobs.length} job(s), session ${session}${o.dryRun ? ", dry run" : ""}`);
-    yieldCpu(ctx.config.defaults.enqueuerNice, log);
     if (jobs.length === 0) log.info("no enabled CCS job");
     if (!o.dryRun) { for (const j of jobs) work.startRun(session, j.id); }
     work.pruneRuns();

@@ -20,7 +20,6 @@ test("parseConfig() gives the defaults for an empty file", () => {
   const c = parseConfig("", "x.ini");
   assert.equal(c.defaults.daysOfLogs, 90);
   assert.equal(c.defaults.deleteCollar, 1500);
-  assert.equal(c.defaults.enqueuerNice, 10);
   assert.equal(c.mail.server, undefined);
   assert.equal(c.mail.port, 25);
   assert.equal(c.mail.tls, "starttls");
@@ -60,15 +59,6 @@ test("parseConfig() names file, line and key for a bad value", () => {
     /^\/etc\/cncop3\.ini:4: \[defaults\] days_of_logs must be a whole number/,
   );
   assert.match(err.message, /"abc"/);
-});
-
-test("parseConfig() takes enqueuer_nice from 0 to 19 only", () => {
-  assert.equal(parseConfig("[defaults]\nenqueuer_nice = 0\n", "x.ini").defaults.enqueuerNice, 0);
-  assert.equal(parseConfig("[defaults]\nenqueuer_nice = 19\n", "x.ini").defaults.enqueuerNice, 19);
-  assert.match(
-    errorOf("[defaults]\nenqueuer_nice = 20\n").message,
-    /:2: \[defaults\] enqueuer_nice must be a whole number from 0 to 19, not "20"$/,
-  );
 });
 
 test("parseConfig() rejects malformed lines, headers, unknown keys and sections", () => {

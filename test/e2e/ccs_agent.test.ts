@@ -75,22 +75,12 @@ test("cncopagent runs nq and dq together, then delivers the reports", async () =
   ok(await cncop(home, ["cncoprestore", String(jobId), "--to", out2]), "restore");
   assert.deepEqual(treeDigest(out2), treeDigest(src));
 
-  // The enqueuer ran at a lower CPU priority ([defaults] enqueuer_nice, 10 by default);
-  // with 0 it keeps the dispatcher's.
-  const nqLog = () =>
-    readFileSync(join(home.logs, readdirSync(home.logs).find((f) => /^NQ-/.test(f))!), "utf8");
-  const lowered = () => nqLog().match(/CPU priority lowered to nice \d+ \(enqueuer_nice = 10\)/g);
-  assert.equal(lowered()?.length, 2, nqLog());
-  writeFileSync(home.configFile, "[defaults]\nenqueuer_nice = 0\n", { flag: "a" });
-
   // Nothing changed: the agent asks the network nothing; only the run's reports are delivered.
   const quiet = await requestsDuring(d, device, token, async () => {
     ok(await cncop(home, ["cncopagent", String(jobId)]), "cncopagent, nothing changed");
   });
   assert.ok(quiet.length > 0, "the reports of the run were delivered");
   for (const l of quiet) assert.match(l, / POST \/v1\/jobs\/\d+\/reports 20[01] /);
-  assert.equal(lowered()?.length, 2, "enqueuer_nice = 0 leaves the priority as it is");
-  assert.equal(nqLog().match(/^.* start: /gm)?.length, 3, nqLog());
 });
 
 test("--dryrun prints the queues, sends nothing and forces the next full peek", async () => {
