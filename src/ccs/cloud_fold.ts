@@ -27,12 +27,24 @@ export interface AppliedPack {
  * could not be, the saved tag is forgotten.
  */
 export function foldApplied(work: WorkDb, job: number, packs: AppliedPack[]): number {
+  const left = foldChained(work, job, packs);
+  if (left.length > 0) work.setCloudTag(job, null);
+  return packs.length - left.length;
+}
+
+/**
+ * Folds what of `packs` chains from the saved tag (inside the caller's transaction) and
+ * returns the rest, the tag left as it is: a pack applied before them may still come (the
+ * dequeuer records each pack as its answer arrives, and answers on several connections may
+ * arrive out of order). A pack that chains but does not fit forgets the tag; nothing is
+ * left to chain then, and it is returned with the rest.
+ */
+export function foldChained<P extends AppliedPack>(work: WorkDb, job: number, packs: P[]): P[] {
   const left = [...packs];
-  let folded = 0;
   for (;;) {
     const tag = work.cloudTag(job);
     const i = tag === undefined ? -1 : left.findIndex((p) => p.result?.listing?.before === tag);
-    if (i < 0) break;
+    if (i < 0) return left;
     const [p] = left.splice(i, 1);
     // A pack folds whole or not at all (the listing stays as it was, its tag forgotten); an
     // error in the fold never undoes the caller's record of what the network applied.
@@ -47,13 +59,10 @@ export function foldApplied(work: WorkDb, job: number, packs: AppliedPack[]): nu
     work.db.exec("RELEASE fold");
     if (!ok) {
       work.setCloudTag(job, null);
-      return folded;
+      return [p!, ...left];
     }
     work.setCloudTag(job, p!.result!.listing!.after);
-    folded++;
   }
-  if (left.length > 0) work.setCloudTag(job, null);
-  return folded;
 }
 
 /** Applies one pack's entries to cloud_files; false when they do not fit what is saved. */

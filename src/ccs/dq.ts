@@ -11,14 +11,7 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { AppContext } from "../core/context.ts";
-import {
-  CncopError,
-  ExitCode,
-  LockedError,
-  messageOf,
-  PackRejectedError,
-  TransientError,
-} from "../core/errors.ts";
+import { CncopError, ExitCode, LockedError, messageOf, TransientError } from "../core/errors.ts";
 import type { Job } from "../core/jobs_db.ts";
 import { acquireLock, jobLockPath } from "../core/lock.ts";
 import type { Logger } from "../core/log.ts";
@@ -26,7 +19,7 @@ import { writeReport } from "../core/spool.ts";
 import { native } from "../native/mod.ts";
 import type { NetworkClient, PackResult } from "../network/client.ts";
 import { agentClient, beginUpload, type ChunkedUpload, sendChunk } from "./cloud.ts";
-import { foldApplied } from "./cloud_fold.ts";
+import { foldChained } from "./cloud_fold.ts";
 import { selectCcsJobs, sessionOf } from "./nq.ts";
 import { storeSignature } from "./signature_cache.ts";
 import { openWorkDb, pidAlive, processStart, type WorkDb, type WorkItem } from "./work_queue.ts";
@@ -111,53 +104,103 @@ export interface DqStats {
   rejected: number;
 }
 
-async function sendBatch(
-  client: NetworkClient,
-  jobKey: string,
-  batch: WorkItem[],
-  chunkSize: number,
-  lanes: number,
-  stats: DqStats,
-): Promise<{ done: Flight[]; rejected: Flight[]; transient?: TransientError }> {
+/** What {@link sendBatch} asks of its caller while it sends. */
+interface BatchHooks {
+  /**
+   * Items of more ready packs, claimed for this dequeuer, for at most `room` packs (none
+   * when nothing is ready): a lane that runs out takes them at once, rather than waiting for
+   * the slowest pack of the batch.
+   */
+  refill(room: number): WorkItem[];
+  /** Records a pack that ended, applied or rejected, as soon as it did. */
+  ended(f: Flight, applied: boolean): void;
+}
+
+/** The flights of `items`, one a pack. */
+function flightsOf(items: WorkItem[]): Flight[] {
   const byPack = new Map<string, Flight>();
-  for (const item of batch) {
+  for (const item of items) {
     const f = byPack.get(item.pack!) ?? { pack: item.pack!, items: [] };
     f.items.push(item);
     byPack.set(item.pack!, f);
   }
-  const queue: Flight[] = [...byPack.values()];
+  return [...byPack.values()];
+}
+
+/**
+ * Sends the packs of `batch`, and those `hooks.refill` adds, over `lanes` connections, a
+ * chunk at a time round-robin, at most `backlog` packs under way; each pack is recorded
+ * (`hooks.ended`) when it ends. Returns once nothing is left and nothing more is ready, or
+ * at the first transient error (what was not sent stays claimed: the caller gives it back).
+ */
+async function sendBatch(
+  client: NetworkClient,
+  jobKey: string,
+  batch: WorkItem[],
+  o: { chunkSize: number; lanes: number; backlog: number },
+  stats: DqStats,
+  hooks: BatchHooks,
+): Promise<{ done: Flight[]; rejected: Flight[]; transient?: TransientError }> {
+  const queue: Flight[] = flightsOf(batch);
   const done: Flight[] = [];
   const rejected: Flight[] = [];
   let transient: TransientError | undefined;
+  // A pack the network applied but that could not be recorded: fatal, as it always was,
+  // and no lane goes on sending then.
+  let fatal: { err: unknown } | undefined;
+  let sending = 0;
+  const end = (f: Flight, applied: boolean) => {
+    (applied ? done : rejected).push(f);
+    try {
+      hooks.ended(f, applied);
+    } catch (err) {
+      fatal ??= { err };
+    }
+  };
   const lane = async () => {
-    while (queue.length > 0 && !transient) {
-      const f = queue.shift()!;
+    while (!transient && !fatal) {
+      const f = queue.shift();
+      if (!f) {
+        const more = flightsOf(hooks.refill(o.backlog - sending));
+        if (more.length > 0) {
+          queue.push(...more);
+          continue;
+        }
+        // Nothing ready: wait while another lane still sends (its pack may be the one a
+        // later stage waits for), else hand back to the caller, which knows when to stop.
+        if (sending === 0) return;
+        await sleep(POLL_MS);
+        continue;
+      }
+      let ended: boolean | undefined;
+      sending++;
       try {
         if (!f.upload) {
           f.upload = await beginUpload(client, jobKey, f.pack);
           if (f.upload.resumedFrom > 0) stats.resumed++;
         }
-        await sendChunk(client, f.upload, chunkSize);
+        await sendChunk(client, f.upload, o.chunkSize);
         if (f.upload.state === "applied") {
           f.result = f.upload.result;
           stats.sentBytes += f.upload.sent;
-          done.push(f);
+          ended = true;
         } else queue.push(f); // round-robin: the next pack gets the next chunk
       } catch (err) {
-        if (err instanceof PackRejectedError) {
-          f.error = err.message;
-          rejected.push(f);
-        } else if (err instanceof TransientError) {
+        if (err instanceof TransientError) {
           transient ??= err;
           queue.push(f);
         } else {
           f.error = messageOf(err);
-          rejected.push(f);
+          ended = false;
         }
+      } finally {
+        sending--;
       }
+      if (ended !== undefined) end(f, ended);
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, lanes) }, lane));
+  await Promise.all(Array.from({ length: Math.max(1, o.lanes) }, lane));
+  if (fatal) throw fatal.err;
   return { done, rejected, transient };
 }
 
@@ -172,55 +215,67 @@ function versionsOf(f: Flight): Map<number, number | null> {
   );
 }
 
-/** Records a sent batch: caches, then removes items, then (after the commit) their packs. */
-function recordBatch(
+/**
+ * Records a pack that ended, in one transaction: for an applied one the file cache, the
+ * removal of its items and its fold into the saved cloud listing; for a rejected one its
+ * items' failure. Its pack file goes after the commit. `unfolded` holds applied packs that
+ * did not chain from the saved listing's tag yet (one applied before them has not answered
+ * yet): they are folded with this one when they can be, and what still cannot is returned.
+ */
+function recordFlight(
   work: WorkDb,
   workDir: string,
   job: number,
-  done: Flight[],
-  rejected: Flight[],
+  f: Flight,
+  applied: boolean,
+  unfolded: Flight[],
   log: Logger,
-): void {
-  work.tx(() => {
-    for (const f of done) {
-      const versions = versionsOf(f);
-      for (const item of f.items) {
-        if (item.kind === "ADD" || item.kind === "UPDATE") {
-          work.putCached(job, {
-            path: item.path,
-            size: item.size,
-            mtimeNs: item.mtimeNs,
-            ino: item.ino,
-            dev: item.dev,
-            hash: item.hash,
-            version: versions.get(item.id) ?? null,
-          });
-        } else if (item.kind === "MOVE") {
-          work.moveCached(job, item.path, item.newPath!, item.folder);
-        } else work.dropCached(job, item.path);
-      }
-      work.removeClaimedPack(job, f.pack, process.pid, f.items.length);
-    }
-    for (const f of rejected) {
+): Flight[] {
+  const left = work.tx(() => {
+    if (!applied) {
       for (const item of f.items) work.fail(item.id, f.error ?? "rejected");
+      work.invalidatePeekState(job);
+      return unfolded;
     }
-    if (rejected.length) work.invalidatePeekState(job);
-    if (done.length) foldApplied(work, job, done);
-  });
-  for (const f of done) {
+    const versions = versionsOf(f);
     for (const item of f.items) {
+      if (item.kind === "ADD" || item.kind === "UPDATE") {
+        work.putCached(job, {
+          path: item.path,
+          size: item.size,
+          mtimeNs: item.mtimeNs,
+          ino: item.ino,
+          dev: item.dev,
+          hash: item.hash,
+          version: versions.get(item.id) ?? null,
+        });
+      } else if (item.kind === "MOVE") {
+        work.moveCached(job, item.path, item.newPath!, item.folder);
+      } else work.dropCached(job, item.path);
+    }
+    work.removeClaimedPack(job, f.pack, process.pid, f.items.length);
+    return foldChained(work, job, [...unfolded, f]);
+  });
+  for (const item of f.items) {
+    if (applied) {
       if (item.sig) storeSignature(workDir, item.sig, item.hash);
       log.debug(`SENT ${item.kind} ${item.path}${item.newPath ? ` -> ${item.newPath}` : ""}`);
-    }
-    rmSync(f.pack, { force: true });
-  }
-  for (const f of rejected) {
-    for (const item of f.items) {
+    } else {
       log.error(`REJECTED ${item.kind} ${item.path}: ${f.error}`);
       if (item.sig) rmSync(item.sig, { force: true });
     }
-    rmSync(f.pack, { force: true });
   }
+  rmSync(f.pack, { force: true });
+  return left;
+}
+
+/**
+ * Forgets the saved listing's tag when applied packs are left that never chained from it
+ * (the next peek reads the whole listing then): none of this run's is still under way.
+ */
+function forgetUnfolded(work: WorkDb, job: number, unfolded: Flight[]): Flight[] {
+  if (unfolded.length > 0) work.tx(() => work.setCloudTag(job, null));
+  return [];
 }
 
 /**
@@ -242,6 +297,7 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
     }
     const chunk = Math.min(MAX_CHUNK, o.chunkSize ?? 10 * 1000 * 1000);
     const backlog = Math.max(1, o.maxBacklog ?? 150);
+    const lanes = o.lanes ?? 4;
     const grace = o.graceMs ?? Number(process.env.CNCOP_DQ_GRACE_MS ?? 30_000);
     log.info(`start: ${jobs.length} job(s), chunks of ${chunk} bytes, backlog ${backlog}`);
     let worst: number = ExitCode.ok;
@@ -271,19 +327,38 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
           batch.push(...again);
         }
         client ??= agentClient(ctx.config);
-        const r = await sendBatch(client, jobKey, batch, chunk, o.lanes ?? 4, stats);
-        recordBatch(work, ctx.paths.work, job.id, r.done, r.rejected, log);
-        releaseMemory(native); // the batch's buffers are free now: give them back
-        stats.uploaded += r.done.length;
-        stats.items += r.done.reduce((n, f) => n + f.items.length, 0);
-        if (process.stderr.isTTY) {
-          process.stderr.write(
-            `\rjob ${job.id}: ${stats.items} item(s) in ${stats.uploaded} pack(s) applied, ${
-              (stats.sentBytes / 1e6).toFixed(1)
-            } MB sent`,
-          );
-        }
-        stats.rejected += r.rejected.reduce((n, f) => n + f.items.length, 0);
+        let unfolded: Flight[] = [];
+        const r = await sendBatch(
+          client,
+          jobKey,
+          batch,
+          { chunkSize: chunk, lanes, backlog },
+          stats,
+          {
+            refill: (room) => {
+              if (room <= 0 || !work.hasReady(job.id)) return [];
+              const more = work.claim(job.id, process.pid, room);
+              batch.push(...more);
+              return more;
+            },
+            ended: (f, applied) => {
+              unfolded = recordFlight(work, ctx.paths.work, job.id, f, applied, unfolded, log);
+              if (applied) {
+                stats.uploaded++;
+                stats.items += f.items.length;
+              } else stats.rejected += f.items.length;
+              releaseMemory(native); // the pack's buffers are free now: give them back
+              if (process.stderr.isTTY) {
+                process.stderr.write(
+                  `\rjob ${job.id}: ${stats.items} item(s) in ${stats.uploaded} pack(s) applied, ${
+                    (stats.sentBytes / 1e6).toFixed(1)
+                  } MB sent`,
+                );
+              }
+            },
+          },
+        );
+        unfolded = forgetUnfolded(work, job.id, unfolded);
         if (r.rejected.length) {
           code = ExitCode.error;
           message = `${r.rejected.length} pack(s) rejected by the network: ${r.rejected[0]!.error}`;

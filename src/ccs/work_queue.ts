@@ -508,6 +508,15 @@ export class WorkDb {
     }
   }
 
+  /**
+   * Whether an item of `job` is ready (a read, no write lock): a dequeuer polling for work
+   * asks this before it claims.
+   */
+  hasReady(job: number): boolean {
+    return this.stmt("SELECT 1 AS x FROM items WHERE job = ? AND state = 'ready' LIMIT 1")
+      .get(job) !== undefined;
+  }
+
   /** Marks an item failed with a reason. */
   fail(id: number, error: string): void {
     this.stmt("UPDATE items SET state = 'failed', claimed_by = NULL, error = ? WHERE id = ?")

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
-import { foldApplied } from "../../src/ccs/cloud_fold.ts";
+import { foldApplied, foldChained } from "../../src/ccs/cloud_fold.ts";
 import { openWorkDb, type WorkItem } from "../../src/ccs/work_queue.ts";
 import type { PackResult } from "../../src/network/client.ts";
 import { tempDir } from "../helpers/tmp.ts";
@@ -87,6 +87,43 @@ test("foldApplied() folds packs in the order their tags chain, whatever order th
   assert.equal(n, 2);
   assert.deepEqual(listing(w), ["e/a#11", "e/b#12", "new#10"]);
   assert.equal(w.cloudTag(1), "t2");
+  w.close();
+});
+
+test("foldChained() keeps a pack that answered before the one applied ahead of it, and the tag", async () => {
+  const { w, rows } = setUp();
+  await w.saveCloud(1, rows());
+  w.setCloudTag(1, "t0");
+  const early = {
+    result: {
+      kind: "add",
+      path: "late",
+      version: 21,
+      changed: 1,
+      entries: [{ kind: "add", path: "late", version: 21, changed: 1 }],
+      listing: { before: "t1", after: "t2" },
+    } as PackResult,
+    items: [item("ADD", "late")],
+  };
+  const ahead = {
+    result: {
+      kind: "add",
+      path: "first",
+      version: 20,
+      changed: 1,
+      entries: [{ kind: "add", path: "first", version: 20, changed: 1 }],
+      listing: { before: "t0", after: "t1" },
+    } as PackResult,
+    items: [item("ADD", "first")],
+  };
+  // The answer of the pack applied second comes first: it waits, nothing is forgotten.
+  assert.deepEqual(w.tx(() => foldChained(w, 1, [early])), [early]);
+  assert.equal(w.cloudTag(1), "t0");
+  assert.deepEqual(listing(w), ["d/a#1", "d/b#2", "keep#3"]);
+  // Then the one ahead of it: both fold, in the network's order.
+  assert.deepEqual(w.tx(() => foldChained(w, 1, [early, ahead])), []);
+  assert.equal(w.cloudTag(1), "t2");
+  assert.deepEqual(listing(w), ["d/a#1", "d/b#2", "first#20", "keep#3", "late#21"]);
   w.close();
 });
 
