@@ -434,6 +434,8 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   let batchBytes = 0;
   let inflightBytes = 0;
   let inflightEntries = 0;
+  // The batches not written yet, oldest first.
+  const unwritten: Promise<void>[] = [];
   const addAll = async (entries: Prepared[], again: boolean[]) => {
     for (let [i, p] of entries.entries()) {
       if (again[i]) {
@@ -473,9 +475,11 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
       } finally {
         inflightBytes -= bytes;
         inflightEntries -= entries.length;
+        unwritten.shift(); // this batch: batches are written in order
       }
     });
     writer.catch(() => {}); // handled: a failure surfaces where the writer is awaited
+    unwritten.push(writer);
     return writer;
   };
   const append = async (p: Prepared) => {
@@ -483,8 +487,12 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
     batchBytes += p.read?.size ?? 0;
     if (batch.length >= READ_BATCH || batchBytes >= 4 << 20) flushBatch();
     // Bounded memory: what waits to be read, compressed and written stays under 16 MB of
-    // file contents and 2,048 entries (a million tiny files add up too).
-    if (inflightBytes >= 16 << 20 || inflightEntries >= 2048) await writer;
+    // file contents and 2,048 entries (a million tiny files add up too). Only as many of the
+    // oldest batches as it takes are awaited: waiting for all of them let the native core's
+    // threads run dry while the last ones were written, at every bound.
+    while ((inflightBytes >= 16 << 20 || inflightEntries >= 2048) && unwritten.length > 0) {
+      await unwritten[0];
+    }
   };
   try {
     for (let stage = 0; stage <= 2; stage++) {
