@@ -116,6 +116,16 @@ interface BatchHooks {
   ended(f: Flight, applied: boolean): void;
 }
 
+/** What {@link sendBatch} did. */
+interface SendResult {
+  /** Packs the network rejected, and why the first was. */
+  rejected: number;
+  firstRejection?: string;
+  /** After a transient error: the claimed items not sent (the caller gives them back). */
+  unsent: WorkItem[];
+  transient?: TransientError;
+}
+
 /** The flights of `items`, one a pack. */
 function flightsOf(items: WorkItem[]): Flight[] {
   const byPack = new Map<string, Flight>();
@@ -140,17 +150,17 @@ async function sendBatch(
   o: { chunkSize: number; lanes: number; backlog: number },
   stats: DqStats,
   hooks: BatchHooks,
-): Promise<{ done: Flight[]; rejected: Flight[]; transient?: TransientError }> {
+): Promise<SendResult> {
   const queue: Flight[] = flightsOf(batch);
-  const done: Flight[] = [];
-  const rejected: Flight[] = [];
+  // Counts, not the flights: a run may stream a million items through here.
+  const r: SendResult = { rejected: 0, unsent: [] };
   let transient: TransientError | undefined;
   // A pack the network applied but that could not be recorded: fatal, as it always was,
   // and no lane goes on sending then.
   let fatal: { err: unknown } | undefined;
   let sending = 0;
   const end = (f: Flight, applied: boolean) => {
-    (applied ? done : rejected).push(f);
+    if (!applied && r.rejected++ === 0) r.firstRejection = f.error;
     try {
       hooks.ended(f, applied);
     } catch (err) {
@@ -201,7 +211,10 @@ async function sendBatch(
   };
   await Promise.all(Array.from({ length: Math.max(1, o.lanes) }, lane));
   if (fatal) throw fatal.err;
-  return { done, rejected, transient };
+  // Once a transient error stopped the lanes, every pack not ended is back in the queue.
+  if (transient) r.unsent = queue.flatMap((f) => f.items);
+  r.transient = transient;
+  return r;
 }
 
 /** The version each item of an applied pack got, from the entries' results. */
@@ -337,9 +350,7 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
           {
             refill: (room) => {
               if (room <= 0 || !work.hasReady(job.id)) return [];
-              const more = work.claim(job.id, process.pid, room);
-              batch.push(...more);
-              return more;
+              return work.claim(job.id, process.pid, room);
             },
             ended: (f, applied) => {
               unfolded = recordFlight(work, ctx.paths.work, job.id, f, applied, unfolded, log);
@@ -359,16 +370,13 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
           },
         );
         unfolded = forgetUnfolded(work, job.id, unfolded);
-        if (r.rejected.length) {
+        if (r.rejected > 0) {
           code = ExitCode.error;
-          message = `${r.rejected.length} pack(s) rejected by the network: ${r.rejected[0]!.error}`;
+          message = `${r.rejected} pack(s) rejected by the network: ${r.firstRejection}`;
           process.stderr.write(`backupagentdq: job ${job.id}: ERROR: ${message}\n`);
         }
         if (r.transient) {
-          const ended = new Set(
-            [...r.done, ...r.rejected].flatMap((f) => f.items.map((i) => i.id)),
-          );
-          const back = batch.filter((i) => !ended.has(i.id));
+          const back = r.unsent;
           work.unclaim(back.map((i) => i.id));
           const line =
             `job ${job.id}: RE-RUN: ${r.transient.message}; ${back.length} item(s) wait for the next run`;
