@@ -29,21 +29,36 @@ import {
   ZSTD_WINDOW_LOG_MAX,
 } from "./pack_format.ts";
 
-/** Exact-length reads over a chunked byte stream, hashing what it hands out. */
+/**
+ * Exact-length reads over a chunked byte stream, hashing what it hands out. The hash takes
+ * a chunk's bytes in one update when the reader leaves the chunk (or at {@link digest}),
+ * not one per read: a pack of small entries is hundreds of thousands of reads.
+ */
 class ByteReader {
   #it: AsyncIterator<Uint8Array>;
   #buf: Uint8Array = new Uint8Array(0);
   #pos = 0;
+  /** Where in `#buf` the bytes not yet hashed begin. */
+  #hashedTo = 0;
   #done = false;
+  #hash = createHash("sha256");
+  #digested = false;
   /** Bytes handed out so far: the position in the pack of what is read next. */
   offset = 0;
-  hash = createHash("sha256");
   constructor(src: AsyncIterable<Uint8Array>) {
     this.#it = src[Symbol.asyncIterator]();
+  }
+  #hashRead(): void {
+    if (this.#digested) return;
+    if (this.#pos > this.#hashedTo) {
+      this.#hash.update(this.#buf.subarray(this.#hashedTo, this.#pos));
+    }
+    this.#hashedTo = this.#pos;
   }
   async #fill(): Promise<boolean> {
     while (this.#pos >= this.#buf.length) {
       if (this.#done) return false;
+      this.#hashRead();
       const r = await this.#it.next();
       if (r.done) {
         this.#done = true;
@@ -51,20 +66,35 @@ class ByteReader {
       }
       this.#buf = r.value;
       this.#pos = 0;
+      this.#hashedTo = 0;
     }
     return true;
+  }
+  /** The SHA-256 of every byte read so far; reads after it are not hashed. */
+  digest(): Buffer {
+    this.#hashRead();
+    this.#digested = true;
+    return this.#hash.digest();
+  }
+  /**
+   * The next n bytes when the current chunk holds them all, as a view of it, else undefined
+   * (then {@link read}): most reads of a pack of small entries are served here, without a
+   * promise each.
+   */
+  take(n: number): Uint8Array | undefined {
+    if (n <= 0 || this.#buf.length - this.#pos < n) return undefined;
+    const view = this.#buf.subarray(this.#pos, this.#pos + n);
+    this.#pos += n;
+    this.offset += n;
+    return view;
   }
   /**
    * Reads exactly n bytes or throws "truncated". Bytes within one chunk of the source come
    * back as a view of it, not a copy (a pack of thousands of small entries is mostly that).
    */
-  async read(n: number, what: string, hashed = true): Promise<Uint8Array> {
+  async read(n: number, what: string): Promise<Uint8Array> {
     if (n > 0 && (await this.#fill()) && this.#buf.length - this.#pos >= n) {
-      const view = this.#buf.subarray(this.#pos, this.#pos + n);
-      this.#pos += n;
-      this.offset += n;
-      if (hashed) this.hash.update(view);
-      return view;
+      return this.take(n)!;
     }
     const out = new Uint8Array(n);
     let got = 0;
@@ -78,7 +108,6 @@ class ByteReader {
       this.offset += take;
       got += take;
     }
-    if (hashed) this.hash.update(out);
     return out;
   }
   async atEnd(): Promise<boolean> {
@@ -121,7 +150,7 @@ async function readHeaderBody(
   if (hlen === 0 || hlen > MAX_HEADER_BYTES) {
     throw new PackRejectedError(`pack header length ${hlen} is out of range`);
   }
-  const hbytes = await r.read(hlen, "header");
+  const hbytes = r.take(hlen) ?? await r.read(hlen, "header");
   let raw: unknown;
   try {
     raw = JSON.parse(utf8.decode(hbytes));
@@ -206,7 +235,7 @@ export async function readPackEntries(
   try {
     const format = await readMagic(r);
     for (;;) {
-      const hlen = u32(await r.read(4, "header length"));
+      const hlen = u32(r.take(4) ?? await r.read(4, "header length"));
       if (hlen === 0 && format >= 2 && headers.length > 0) break; // end of entries
       if (headers.length >= maxEntries) {
         throw new PackRejectedError(`pack has more than ${maxEntries} entries`);
@@ -222,8 +251,8 @@ export async function readPackEntries(
       headers.push(header);
       if (format === 1) break; // one entry, the trailer follows
     }
-    const expected = r.hash.digest();
-    const trailer = await r.read(TRAILER_BYTES, "checksum", false);
+    const expected = r.digest();
+    const trailer = await r.read(TRAILER_BYTES, "checksum");
     if (!timingSafeEqual(expected, trailer)) {
       throw new PackRejectedError("pack checksum does not match (the file is corrupt)");
     }
@@ -318,7 +347,7 @@ async function readBody(
 ): Promise<"written" | "deferred"> {
   const verify = header.kind === "add" && options.verifyContent !== false;
   const frameLength = async () => {
-    const len = u32(await r.read(4, "frame length"));
+    const len = u32(r.take(4) ?? await r.read(4, "frame length"));
     if (len > MAX_FRAME_BYTES) {
       throw new PackRejectedError(`pack frame of ${len} bytes is too large`);
     }
@@ -337,7 +366,7 @@ async function readBody(
     throw new PackRejectedError(`pack body is 0 bytes, its header declares ${header.bodySize}`);
   }
   const firstAt = r.offset;
-  const first = await r.read(firstLen, "body");
+  const first = r.take(firstLen) ?? await r.read(firstLen, "body");
   const secondLen = await frameLength();
   if (secondLen === 0 && header.bodySize <= ONE_SHOT_MAX) {
     if (verify && options.frames?.wants(header)) {

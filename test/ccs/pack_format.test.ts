@@ -222,6 +222,52 @@ describe("pack writer and reader", () => {
     await assert.rejects(readPack(w.path), /more than 1 entries/);
   });
 
+  test("readPackEntries() reads a pack cut into chunks of any size, and its checksum still catches a flipped byte", async () => {
+    const b = await PackBuilder.create(join(dir, "chunked.pack"));
+    const bodies: Buffer[] = [];
+    for (let i = 0; i < 12; i++) {
+      const body = i % 3 ? randomBytes(i * 300) : Buffer.alloc(i * 700, i);
+      bodies.push(body);
+      await b.add(
+        Object.assign(baseHeader("add", { job: "7", path: `c/f${i}` }), {
+          size: body.length,
+          bodySize: body.length,
+          hash: native.blake3(body),
+        }),
+        body,
+      );
+    }
+    const bytes = await readFile((await b.finish()).path);
+    // Chunks of 1 byte, of 7, and of random sizes: entries, frames and the trailer straddle
+    // the chunks in every way.
+    async function* cut(buf: Uint8Array, size: () => number) {
+      for (let at = 0; at < buf.length;) {
+        const n = Math.min(size(), buf.length - at);
+        yield buf.slice(at, at + n);
+        at += n;
+      }
+    }
+    const sizes = [() => 1, () => 7, () => 1 + Math.floor(Math.random() * 5000)];
+    const whole = (await readPackEntries(one(bytes))).map((h) => h.path);
+    assert.equal(whole.length, 12);
+    for (const size of sizes) {
+      assert.deepEqual((await readPackEntries(cut(bytes, size))).map((h) => h.path), whole);
+    }
+    // A flipped byte in a body (stored raw: only the checksum can tell) or in the trailer.
+    const rawBody = bytes.indexOf(bodies[2]!.subarray(100, 132)) + 10;
+    assert.ok(rawBody > 10);
+    for (const at of [rawBody, bytes.length - 1]) {
+      const bad = Buffer.from(bytes);
+      bad[at]! ^= 1;
+      for (const size of sizes) {
+        await assert.rejects(
+          readPackEntries(cut(bad, size), { verifyContent: false }),
+          /checksum does not match/,
+        );
+      }
+    }
+  });
+
   test("readPackEntries() refuses mixed jobs, too many entries and a small-entry bomb", async () => {
     const two = await PackBuilder.create(join(dir, "jobs.pack"));
     await two.add(baseHeader("delete", { job: "7", path: "a" }));
