@@ -80,6 +80,9 @@ describe("zstd and syncFs, native and portable", () => {
           assert.equal(got[0]!.compressed, true, "text shrinks");
           assert.equal(got[1]!.compressed, false, "random bytes are kept as they are");
           assert.match(got[3]!.error, /^ENOENT/);
+          assert.equal(got[3]!.blake3, "");
+          assert.equal(got[3]!.data.length, 0);
+          assert.equal(got.length, names.length);
         }
       } finally {
         await rm(dir, { recursive: true, force: true });
