@@ -286,9 +286,8 @@ function recordFlight(
  * Forgets the saved listing's tag when applied packs are left that never chained from it
  * (the next peek reads the whole listing then): none of this run's is still under way.
  */
-function forgetUnfolded(work: WorkDb, job: number, unfolded: Flight[]): Flight[] {
+function forgetUnfolded(work: WorkDb, job: number, unfolded: Flight[]): void {
   if (unfolded.length > 0) work.tx(() => work.setCloudTag(job, null));
-  return [];
 }
 
 /**
@@ -369,7 +368,7 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
             },
           },
         );
-        unfolded = forgetUnfolded(work, job.id, unfolded);
+        forgetUnfolded(work, job.id, unfolded);
         if (r.rejected > 0) {
           code = ExitCode.error;
           message = `${r.rejected} pack(s) rejected by the network: ${r.firstRejection}`;

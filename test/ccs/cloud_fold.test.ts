@@ -94,28 +94,20 @@ test("foldChained() keeps a pack that answered before the one applied ahead of i
   const { w, rows } = setUp();
   await w.saveCloud(1, rows());
   w.setCloudTag(1, "t0");
-  const early = {
+  /** An applied pack of one add at `path`, made on the listing `before`. */
+  const addPack = (path: string, version: number, before: string, after: string) => ({
     result: {
       kind: "add",
-      path: "late",
-      version: 21,
+      path,
+      version,
       changed: 1,
-      entries: [{ kind: "add", path: "late", version: 21, changed: 1 }],
-      listing: { before: "t1", after: "t2" },
+      entries: [{ kind: "add", path, version, changed: 1 }],
+      listing: { before, after },
     } as PackResult,
-    items: [item("ADD", "late")],
-  };
-  const ahead = {
-    result: {
-      kind: "add",
-      path: "first",
-      version: 20,
-      changed: 1,
-      entries: [{ kind: "add", path: "first", version: 20, changed: 1 }],
-      listing: { before: "t0", after: "t1" },
-    } as PackResult,
-    items: [item("ADD", "first")],
-  };
+    items: [item("ADD", path)],
+  });
+  const early = addPack("late", 21, "t1", "t2");
+  const ahead = addPack("first", 20, "t0", "t1");
   // The answer of the pack applied second comes first: it waits, nothing is forgotten.
   assert.deepEqual(w.tx(() => foldChained(w, 1, [early])), [early]);
   assert.equal(w.cloudTag(1), "t0");

@@ -17,6 +17,7 @@ import {
 } from "../../src/ccs/pack_writer.ts";
 import { readPack, readPackEntries, readPackHeader } from "../../src/ccs/pack_reader.ts";
 import { native } from "../../src/native/mod.ts";
+import { addHeader } from "../helpers/packs.ts";
 
 let dir: string;
 before(async () => {
@@ -228,14 +229,7 @@ describe("pack writer and reader", () => {
     for (let i = 0; i < 12; i++) {
       const body = i % 3 ? randomBytes(i * 300) : Buffer.alloc(i * 700, i);
       bodies.push(body);
-      await b.add(
-        Object.assign(baseHeader("add", { job: "7", path: `c/f${i}` }), {
-          size: body.length,
-          bodySize: body.length,
-          hash: native.blake3(body),
-        }),
-        body,
-      );
+      await b.add(addHeader("7", `c/f${i}`, body), body);
     }
     const bytes = await readFile((await b.finish()).path);
     // Chunks of 1 byte, of 7, and of random sizes: entries, frames and the trailer straddle
