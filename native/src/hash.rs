@@ -10,6 +10,8 @@ use std::sync::mpsc;
 
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::buffers::Pooled;
+
 /// Read size for streamed hashing; BLAKE3 hashes each read on all cores when it is this big.
 const READ_SIZE: usize = 8 << 20;
 /// Below this, multi-threaded BLAKE3 costs more than it saves.
@@ -55,7 +57,7 @@ fn fill(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 /// with hashing.
 pub fn read_chunks(path: &Path, mut f: impl FnMut(&[u8])) -> io::Result<()> {
     let mut file = File::open(path)?;
-    let mut first = vec![0u8; READ_SIZE];
+    let mut first = crate::buffers::filled(READ_SIZE);
     let n = fill(&mut file, &mut first)?;
     if n < READ_SIZE {
         // Small file: no thread.
@@ -64,9 +66,11 @@ pub fn read_chunks(path: &Path, mut f: impl FnMut(&[u8])) -> io::Result<()> {
         }
         return Ok(());
     }
-    let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(1);
-    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(2);
-    empty_tx.send(vec![0u8; READ_SIZE]).expect("fresh channel");
+    let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<(Pooled, usize)>>(1);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Pooled>(2);
+    empty_tx
+        .send(crate::buffers::filled(READ_SIZE))
+        .expect("fresh channel");
     std::thread::scope(|scope| {
         // Owned here so it drops (and the reader stops) however this closure ends.
         let empty_tx = empty_tx;

@@ -4,6 +4,7 @@
 
 #![deny(clippy::all)]
 
+pub mod buffers;
 pub mod compress;
 pub mod delta;
 pub mod durable;

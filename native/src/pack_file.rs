@@ -10,11 +10,12 @@
 //! and streamed it through JavaScript.
 
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::buffers::Pooled;
 use crate::delta::SigWriter;
 use crate::hash::read_chunks;
 use crate::read_pack::mtime_ns;
@@ -58,7 +59,7 @@ fn changed(what: String) -> io::Error {
 /// Body frames: u32 big-endian length + bytes, written to the pack as they fill.
 struct Frames<W: Write> {
     w: W,
-    buf: Vec<u8>,
+    buf: Pooled,
 }
 
 impl<W: Write> Frames<W> {
@@ -145,11 +146,12 @@ pub fn write_file_pack(p: &FilePack) -> io::Result<FilePackWritten> {
 }
 
 fn write_into(p: &FilePack, file: File) -> io::Result<FilePackWritten> {
-    let mut w = BufWriter::with_capacity(1 << 20, file);
+    // Unbuffered: the frames are a megabyte each, written with their length.
+    let mut w = file;
     w.write_all(p.prefix)?;
     let frames = Frames {
         w,
-        buf: Vec::with_capacity(FRAME_BYTES),
+        buf: crate::buffers::empty(FRAME_BYTES),
     };
     let mut sig = match p.sig {
         Some(s) => Some(SigWriter::create(
@@ -211,7 +213,7 @@ fn write_into(p: &FilePack, file: File) -> io::Result<FilePackWritten> {
     frames.emit()?;
     let mut w = frames.w;
     w.write_all(p.suffix)?;
-    let mut file = w.into_inner().map_err(|e| e.into_error())?;
+    let mut file = w;
     let blake3 = hasher.finalize().to_hex().to_string();
     if let Some(at) = p.hash_at {
         file.seek(SeekFrom::Start(at as u64))?;
@@ -221,7 +223,7 @@ fn write_into(p: &FilePack, file: File) -> io::Result<FilePackWritten> {
     // smaller than the file), not hashed on the way, since the hash went in afterwards.
     file.seek(SeekFrom::Start(0))?;
     let mut sha = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = crate::buffers::filled(1 << 20);
     let mut bytes: u64 = 0;
     loop {
         match file.read(&mut buf) {
