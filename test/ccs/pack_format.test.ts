@@ -223,6 +223,38 @@ describe("pack writer and reader", () => {
     await assert.rejects(readPack(w.path), /more than 1 entries/);
   });
 
+  test("PackBuilder: two packs filled at once, each over many flushes, read back whole", async () => {
+    // Flushes reuse their buffers: one still being written must not be handed to the other.
+    const packs = await Promise.all(
+      ["a", "b"].map((n) => PackBuilder.create(join(dir, `both-${n}.pack`))),
+    );
+    const bodies: Buffer[][] = [[], []];
+    // Each pack is filled in order (as the enqueuer's writer does); the two at once.
+    const fill = async (k: number) => {
+      for (let i = 0; i < 200; i++) {
+        const body = randomBytes(30_000 + i * 97 + k);
+        bodies[k]!.push(body);
+        const h = baseHeader("add", { job: "7", path: `d/f${i}` });
+        Object.assign(h, {
+          size: body.length,
+          bodySize: body.length,
+          hash: native.blake3(body),
+          compression: "none",
+        });
+        await packs[k]!.addEncoded(h, body);
+      }
+    };
+    await Promise.all([fill(0), fill(1)]);
+    const written = await Promise.all(packs.map((b) => b.finish()));
+    for (const [k, w] of written.entries()) {
+      assert.ok(w.bytes > 4 << 20, "several flushes of a megabyte");
+      await readPackEntries(w.path, { bodyTo: (_h, i) => join(dir, `both-${k}-${i}.body`) });
+      for (const [i, body] of bodies[k]!.entries()) {
+        assert.deepEqual(await readFile(join(dir, `both-${k}-${i}.body`)), body, `${k}/${i}`);
+      }
+    }
+  });
+
   test("readPackEntries() reads a pack cut into chunks of any size, and its checksum still catches a flipped byte", async () => {
     const b = await PackBuilder.create(join(dir, "chunked.pack"));
     const bodies: Buffer[] = [];
