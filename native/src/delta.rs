@@ -423,7 +423,7 @@ pub fn delta(sig: &Path, new: &Path, out: &Path) -> io::Result<DeltaStats> {
     let tmp = tmp_path(out);
     let res = (|| {
         let w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        let stats = delta_to(&s, File::open(new)?, w)?;
+        let stats = delta_to(&s, crate::source::open(new)?, w)?;
         Ok(stats)
     })();
     finish_tmp(res, &tmp, out)

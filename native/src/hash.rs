@@ -56,7 +56,7 @@ fn fill(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 /// buffer while `f` works on the current one, so copying out of the page cache overlaps
 /// with hashing.
 pub fn read_chunks(path: &Path, mut f: impl FnMut(&[u8])) -> io::Result<()> {
-    let mut file = File::open(path)?;
+    let mut file = crate::source::open(path)?;
     let mut first = crate::buffers::filled(READ_SIZE);
     let n = fill(&mut file, &mut first)?;
     if n < READ_SIZE {

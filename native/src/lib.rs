@@ -14,6 +14,7 @@ pub mod inflate;
 pub mod lock;
 pub mod pack_file;
 pub mod read_pack;
+pub mod source;
 pub mod vss;
 pub mod walk;
 

@@ -93,21 +93,18 @@ fn read_all(f: &mut File, expected: usize, buf: &mut Vec<u8>) -> io::Result<usiz
 fn open_own(path: &Path) -> io::Result<(File, bool)> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt;
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-        {
+        match crate::source::open_with(path, libc::O_NOFOLLOW) {
             Ok(f) => Ok((f, true)),
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Ok((File::open(path)?, false)),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                Ok((crate::source::open(path)?, false))
+            }
             Err(e) => Err(e),
         }
     }
     #[cfg(not(unix))]
     {
         let own = !std::fs::symlink_metadata(path)?.file_type().is_symlink();
-        Ok((File::open(path)?, own))
+        Ok((crate::source::open(path)?, own))
     }
 }
 
@@ -123,7 +120,7 @@ fn read_one(
     let (mut f, own) = if fork.is_some() {
         open_own(path)?
     } else {
-        (File::open(path)?, false)
+        (crate::source::open(path)?, false)
     };
     let expected = match listed {
         Some(n) => n,

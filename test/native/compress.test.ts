@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { statSync } from "node:fs";
+import { statSync, utimesSync } from "node:fs";
 import { mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -126,6 +126,36 @@ describe("zstd and syncFs, native and portable", () => {
           c.readFilesForPack(paths, 1, undefined, { name: FORK_NAME, mtimesNs }),
           /forks need a size and an mtime/,
         );
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    test(`${c.implementation}: reading files to back them up leaves their access times alone`, {
+      skip: process.platform !== "linux" && "O_NOATIME is Linux's",
+    }, async () => {
+      const dir = await mkdtemp(join(tmpdir(), "cncop-noatime-"));
+      try {
+        const small = join(dir, "small");
+        const large = join(dir, "large");
+        await writeFile(small, text);
+        await writeFile(large, randomBytes(3 << 20));
+        // An access time before the mtime: a plain read (relatime too) would move it.
+        const old = new Date(1_000_000_000_000);
+        for (const p of [small, large]) utimesSync(p, old, statSync(p).mtime);
+        await c.readFilesForPack([small], 1, [text.length]);
+        await c.blake3File(large);
+        const st = statSync(large, { bigint: true });
+        await c.writeFilePack({
+          source: large,
+          out: join(dir, "large.pack"),
+          prefix: new Uint8Array(4),
+          suffix: new Uint8Array(4),
+          level: 1,
+          size: Number(st.size),
+          mtimeNs: String(st.mtimeNs),
+        });
+        for (const p of [small, large]) assert.equal(statSync(p).atimeMs, old.getTime(), p);
       } finally {
         await rm(dir, { recursive: true, force: true });
       }

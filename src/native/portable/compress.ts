@@ -5,7 +5,8 @@
  * @module
  */
 import zlib from "node:zlib";
-import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
+import { closeSync, fstatSync, readFileSync } from "node:fs";
+import { openSourceSync } from "./source_open.ts";
 import type { FileForPack, FrameCheck } from "../types.ts";
 import { blake3 } from "./hash.ts";
 
@@ -60,7 +61,7 @@ export function readFilesForPack(paths: string[], level: number): FileForPack[] 
   return paths.map((p) => {
     let fd: number | undefined;
     try {
-      fd = openSync(p, "r");
+      fd = openSourceSync(p);
       const content = readFileSync(fd);
       const st = fstatSync(fd, { bigint: true });
       const frame = content.length > 0 ? zstdCompress(content, level) : content;

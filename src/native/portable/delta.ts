@@ -13,6 +13,7 @@ import { basename, dirname, join } from "node:path";
 import { CncopError } from "../../core/errors.ts";
 import type { DeltaStats } from "../types.ts";
 import { newBlake3, readChunks, xxh3Bytes } from "./hash.ts";
+import { openSource } from "./source_open.ts";
 
 const SIG_MAGIC = [0x43, 0x4e, 0x53, 0x47]; // "CNSG"
 const DELTA_MAGIC = [0x43, 0x4e, 0x44, 0x4c]; // "CNDL"
@@ -282,7 +283,7 @@ export async function delta(
   } finally {
     await sfh.close();
   }
-  const nfh = await open(newPath, "r");
+  const nfh = await openSource(newPath);
   try {
     return await viaTmp(deltaPath, async (tmp) => {
       const fh = await open(tmp, "w");

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { open } from "node:fs/promises";
+import { openSource } from "./source_open.ts";
 import { createBLAKE3, createXXHash128 } from "hash-wasm";
 import type { IHasher } from "hash-wasm";
 
@@ -51,7 +51,7 @@ export async function readChunks(
   path: string,
   onChunk: (chunk: Uint8Array) => void,
 ): Promise<void> {
-  const fh = await open(path, "r");
+  const fh = await openSource(path);
   try {
     const buf = new Uint8Array(READ_SIZE);
     for (;;) {

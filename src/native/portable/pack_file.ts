@@ -6,13 +6,13 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { type FileHandle, open, rm, stat } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import type { FilePackOptions, FilePackWritten } from "../types.ts";
 import { signature } from "./delta.ts";
 import { newBlake3 } from "./hash.ts";
+import { openSource } from "./source_open.ts";
 
 const FRAME_BYTES = 1 << 20;
 
@@ -55,11 +55,21 @@ export async function writeFilePack(o: FilePackOptions): Promise<FilePackWritten
       frameBytes = 0;
     };
     const counted = async function* () {
-      for await (const c of createReadStream(o.source, { highWaterMark: 1 << 20 })) {
-        read += (c as Buffer).length;
-        if (read > o.size) throw new Error(`ECHANGED: ${o.source} grew while it was packed`);
-        hasher.update(c as Buffer);
-        yield c as Buffer;
+      const src = await openSource(o.source);
+      try {
+        for (;;) {
+          // A new buffer each read: the compressor may still hold the last one.
+          const buf = Buffer.allocUnsafe(1 << 20);
+          const { bytesRead } = await src.read(buf, 0, buf.length, null);
+          if (bytesRead === 0) return;
+          const c = buf.subarray(0, bytesRead);
+          read += c.length;
+          if (read > o.size) throw new Error(`ECHANGED: ${o.source} grew while it was packed`);
+          hasher.update(c);
+          yield c;
+        }
+      } finally {
+        await src.close();
       }
     };
     const frames = async (src: AsyncIterable<Buffer>) => {
