@@ -106,6 +106,9 @@ function tmpNameOf(outPath: string): string {
   return `${outPath}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
 }
 
+/** An entry's end frame: a zero length. */
+const END_FRAME = new Uint8Array(4);
+
 /**
  * A pack file being written: a temp file hashed as it grows, then fsynced and renamed
  * into place by {@link PackFile.finish}, so a pack on disk is always complete.
@@ -175,14 +178,23 @@ class PackFile {
     this.put(b);
   }
 
-  /** Header length and header of an entry, as one buffer. */
-  putHeader(header: PackHeader): void {
+  /**
+   * Header length and header of an entry, and the length of its first body frame when
+   * `frameLength` is given, as one buffer (a buffer per piece cost each small file three).
+   */
+  putHeader(header: PackHeader, frameLength?: number): void {
     const json = JSON.stringify(header);
     const len = Buffer.byteLength(json);
-    const b = Buffer.allocUnsafe(4 + len);
+    const b = Buffer.allocUnsafe(4 + len + (frameLength === undefined ? 0 : 4));
     b.writeUInt32BE(len);
     b.write(json, 4, "utf8");
+    if (frameLength !== undefined) b.writeUInt32BE(frameLength, 4 + len);
     this.put(b);
+  }
+
+  /** The end frame of an entry (one shared buffer: it is only ever copied). */
+  putEnd(): void {
+    this.put(END_FRAME);
   }
 
   /** Ends the entries, writes the trailer, fsyncs and renames into place. */
@@ -388,12 +400,11 @@ export class PackBuilder {
     }
     if (this.headers.length >= MAX_ENTRIES) throw new CncopError("PackBuilder: pack is full");
     validateHeader(header, Number.MAX_SAFE_INTEGER);
-    this.#f.putHeader(header);
     if (frame && frame.length > 0) {
-      this.#f.putU32(frame.length);
+      this.#f.putHeader(header, frame.length);
       this.#f.put(frame);
-    }
-    this.#f.putU32(0);
+    } else this.#f.putHeader(header);
+    this.#f.putEnd();
     this.headers.push(header);
     this.bodyBytes += header.bodySize;
     await this.#f.flush();

@@ -153,11 +153,22 @@ describe("pack writer and reader", () => {
         "./a",
         "C:/x",
         "\\\\srv\\x",
+        "a/",
+        "a/.",
+        "a/..",
+        "a/./b",
+        "..",
+        ".",
+        "a\\..\\b",
+        "a\\\\b",
       ]
     ) {
       assert.throws(() => checkPackPath(p), PackRejectedError, p);
     }
-    assert.equal(checkPackPath("a/b c/ü.txt"), "a/b c/ü.txt");
+    // Dots that are part of a name are names.
+    for (const p of ["a/b c/ü.txt", ".hidden", "a/.b", "a/...", "...", "a..b/c", "a/b.", "a\\b"]) {
+      assert.equal(checkPackPath(p), p);
+    }
   });
 
   test("writePack() refuses a hostile header and readPack() refuses one written by hand", async () => {
