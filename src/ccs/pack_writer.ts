@@ -154,7 +154,7 @@ class PackFile {
       return;
     }
     // One buffer, hashed in one update and written in one call: a pack of small entries
-    // is four pieces an entry, and an update each cost more than copying them. The buffer
+    // is three pieces an entry, and an update each cost more than copying them. The buffer
     // is kept for the next flush: a fresh megabyte each time was mapped anew and faulted in
     // page by page (73k page faults in a first backup of the Linux tree).
     const scratch = takeScratch(total);
@@ -275,7 +275,7 @@ export async function writePack(
     const f = await PackFile.create(outPath);
     try {
       f.putHeader(header);
-      f.putU32(0); // the entry's end frame
+      f.putEnd();
       const done = await f.finish();
       return { path: outPath, header, headers: [header], ...done };
     } catch (err) {

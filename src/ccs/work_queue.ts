@@ -408,41 +408,13 @@ export class WorkDb {
 
   /** Up to `limit` planned items of `job`'s `stage` with ids above `after`, in id order. */
   planned(job: number, stage: number, after: number, limit: number): WorkItem[] {
-    // Rows as arrays of only what a planned item can vary in (it has no pack, signature,
-    // claim or error yet): a first backup reads every item here once.
+    // Rows as arrays: a first backup reads every item here once.
     const q = this.#plannedRows ??= this.db.prepare(
-      `SELECT id, kind, path, new_path, folder, size, mtime_ns, mode, ino, dev, hash,
-         base_version, base_hash, session FROM items
+      `SELECT ${ITEM_COLUMNS.join(", ")} FROM items
        WHERE job = ? AND state = 'planned' AND stage = ? AND id > ? ORDER BY id LIMIT ?`,
     );
     q.setReturnArrays(true);
-    const rows = q.all(job, stage, after, limit) as unknown as unknown[][];
-    return rows.map((r): WorkItem => {
-      return {
-        id: r[0] as number,
-        job,
-        session: r[13] as string,
-        kind: r[1] as ItemKind,
-        stage,
-        state: "planned",
-        path: r[2] as string,
-        newPath: r[3] as string | null,
-        folder: r[4] === 1,
-        size: r[5] as number,
-        mtimeNs: r[6] as string,
-        mode: r[7] as number,
-        ino: r[8] as string | null,
-        dev: r[9] as string | null,
-        hash: r[10] as string,
-        baseVersion: r[11] as number | null,
-        baseHash: r[12] as string | null,
-        pack: null,
-        packBytes: 0,
-        sig: null,
-        claimedBy: null,
-        error: null,
-      };
-    });
+    return (q.all(job, stage, after, limit) as unknown as unknown[][]).map(itemFromArray);
   }
 
   /** One item, or undefined. */

@@ -245,14 +245,8 @@ describe("pack writer and reader", () => {
       for (let i = 0; i < 200; i++) {
         const body = randomBytes(30_000 + i * 97 + k);
         bodies[k]!.push(body);
-        const h = baseHeader("add", { job: "7", path: `d/f${i}` });
-        Object.assign(h, {
-          size: body.length,
-          bodySize: body.length,
-          hash: native.blake3(body),
-          compression: "none",
-        });
-        await packs[k]!.addEncoded(h, body);
+        const h = addHeader("7", `d/f${i}`, body);
+        await packs[k]!.addEncoded({ ...h, compression: "none" }, body);
       }
     };
     await Promise.all([fill(0), fill(1)]);
