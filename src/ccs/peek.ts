@@ -9,6 +9,7 @@
  * @module
  */
 import { closeSync, openSync, statSync, writeSync } from "node:fs";
+import type { SQLInputValue } from "node:sqlite";
 import type { Job } from "../core/jobs_db.ts";
 import { releaseMemory } from "../core/memory.ts";
 import type { Logger } from "../core/log.ts";
@@ -198,6 +199,9 @@ export async function quickScan(
   return kept ? { ...s, walk: rest(kept, false) } : s;
 }
 
+/** Rows of the source listing written by one statement. */
+const PUT_ROWS = 64;
+
 /**
  * Walks `root` into the saved source listing of `job`, logging walk errors and (unless
  * `nicld`) files the include filters leave out as PEEK-NICLD lines. `walk` is a walk of
@@ -221,14 +225,17 @@ export async function scanSource(
   const s = emptySummary();
   s.newestNs = BigInt(statSync(root, { bigint: true }).mtimeNs);
   const modes = new ModeDigest();
-  const put = work.stmt(
+  const putSql = (rows: number) =>
     `INSERT OR REPLACE INTO local_files (job, wkey, path, size, mtime_ns, mode, ino, dev)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-  );
+     VALUES ${Array(rows).fill("(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`;
+  const put = work.stmt(putSql(1));
+  // Rows go in PUT_ROWS at a time: a statement per row cost a quarter more.
+  const putMany = work.stmt(putSql(PUT_ROWS));
+  const pending: SQLInputValue[] = [];
   // Rows as arrays: objects cost twice as much to build (4,096 rows a batch).
   const saved = work.db.prepare(
     `SELECT wkey, size, mtime_ns, mode, ino, dev FROM local_files
-     WHERE job = ? AND wkey > ? AND wkey <= ?`,
+     WHERE job = ? AND wkey > ? AND wkey <= ? ORDER BY wkey`,
   );
   saved.setReturnArrays(true);
   const drop = work.stmt("DELETE FROM local_files WHERE job = ? AND wkey = ?");
@@ -251,6 +258,7 @@ export async function scanSource(
       }
       if (ordered) compare(files);
       else for (const f of files) write(f);
+      flushWrites();
       work.db.exec("COMMIT");
     } catch (err) {
       work.db.exec("ROLLBACK");
@@ -273,27 +281,45 @@ export async function scanSource(
     return true;
   }
 
+  /**
+   * Merges the batch with the saved rows of its key range, both in key order: a saved row
+   * the walk passed without meeting is gone. (A map of the rows cost a third more.)
+   */
   function compare(files: { e: WalkEntry; key: string }[]): void {
     const last = files[files.length - 1]!.key;
     type Row = [string, number, string, number, string, string];
-    const have = new Map<string, Row>();
-    for (const r of saved.all(job, after, last) as unknown as Row[]) have.set(r[0], r);
+    const rows = saved.all(job, after, last) as unknown as Row[];
+    let j = 0;
     for (const f of files) {
-      const h = have.get(f.key);
-      have.delete(f.key);
+      while (j < rows.length && rows[j]![0] !== f.key && byteOrderLess(rows[j]![0], f.key)) {
+        drop.run(job, rows[j++]![0]);
+      }
+      const h = j < rows.length && rows[j]![0] === f.key ? rows[j++] : undefined;
       const e = f.e;
       if (
         !h || h[1] !== e.size || h[2] !== String(e.mtimeNs) || h[3] !== (e.mode & 0o7777) ||
         h[4] !== String(e.ino) || h[5] !== String(e.dev)
       ) write(f);
     }
-    for (const k of have.keys()) drop.run(job, k);
+    while (j < rows.length) drop.run(job, rows[j++]![0]);
     after = last;
   }
 
   function write({ e, key }: { e: WalkEntry; key: string }): void {
     // TEXT columns take the bigints as decimal text.
-    put.run(job, key, e.path, e.size, e.mtimeNs, e.mode & 0o7777, e.ino, e.dev);
+    pending.push(job, key, e.path, e.size, e.mtimeNs, e.mode & 0o7777, e.ino, e.dev);
+    if (pending.length === PUT_ROWS * 8) flushWrites();
+  }
+
+  /** Writes the rows {@link write} gathered (before the batch's transaction commits). */
+  function flushWrites(): void {
+    if (pending.length === PUT_ROWS * 8) putMany.run(...pending);
+    else {
+      for (let i = 0; i < pending.length; i += 8) {
+        put.run(...pending.slice(i, i + 8));
+      }
+    }
+    pending.length = 0;
   }
 
   /** Counts the entry; true for a file of the listing. */
