@@ -283,7 +283,9 @@ export async function scanSource(
 
   /**
    * Merges the batch with the saved rows of its key range, both in key order: a saved row
-   * the walk passed without meeting is gone. (A map of the rows cost a third more.)
+   * the walk passed without meeting is gone. {@link inOrder} checked the batch with
+   * {@link byteOrderLess}, which is SQLite's order for well-formed strings (the walk makes
+   * every name valid Unicode). A map of the rows cost a third more.
    */
   function compare(files: { e: WalkEntry; key: string }[]): void {
     const last = files[files.length - 1]!.key;
