@@ -8,7 +8,9 @@
  *
  * Item life: `planned` (peek decided it) -> `ready` (its pack file is complete in Spool/Work)
  * -> `sending` (a dequeuer claimed it) -> row deleted once the network confirmed it applied;
- * `failed` when the network rejected it.
+ * `failed` when the network rejected it. An item's row is written by the peek and not again
+ * until it is sent or fails: what packing found goes into `packed` (a row per item), and
+ * whether a pack is ready or being sent into `packs` (a row per pack), see decisions/0056.
  *
  * @module
  */
@@ -136,6 +138,28 @@ const CLOUD_FILES = `CREATE TABLE cloud_files (
      PRIMARY KEY (job, path)
    ) WITHOUT ROWID`;
 
+/**
+ * What packing found for each packed item (an UPDATE may have become an ADD), keyed by the
+ * item's id: rows go in at the end of the table, where rewriting the items' own rows (each
+ * growing by a hash and a pack name) cost most of a second for a first backup of 84k files.
+ */
+const PACKED = `CREATE TABLE IF NOT EXISTS packed (
+     id INTEGER PRIMARY KEY, job INTEGER NOT NULL, pack TEXT NOT NULL, kind TEXT NOT NULL,
+     size INTEGER NOT NULL, mtime_ns TEXT NOT NULL, mode INTEGER NOT NULL, hash TEXT NOT NULL,
+     base_version INTEGER, base_hash TEXT, pack_bytes INTEGER NOT NULL, sig TEXT
+   )`;
+
+/**
+ * The packs whose items are ready (`claimed_by` null) or being sent by a dequeuer: a claim
+ * writes one row a pack, not one a file. `first` is the first item put in it (the order
+ * packs are handed out in), `stage` its items' stage.
+ */
+const PACKS = `CREATE TABLE IF NOT EXISTS packs (
+     job INTEGER NOT NULL, pack TEXT NOT NULL, session TEXT NOT NULL, stage INTEGER NOT NULL,
+     first INTEGER NOT NULL, claimed_by INTEGER,
+     PRIMARY KEY (job, pack)
+   )`;
+
 const schema = [
   `CREATE TABLE items (
      id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -183,56 +207,44 @@ const schema = [
    )`,
 ];
 
-interface ItemRow {
-  id: number;
-  job: number;
-  session: string;
-  kind: ItemKind;
-  stage: number;
-  state: ItemState;
-  path: string;
-  new_path: string | null;
-  folder: number;
-  size: number;
-  mtime_ns: string;
-  mode: number;
-  ino: string | null;
-  dev: string | null;
-  hash: string;
-  base_version: number | null;
-  base_hash: string | null;
-  pack: string | null;
-  pack_bytes: number;
-  sig: string | null;
-  claimed_by: number | null;
-  error: string | null;
-}
+/** An item's state as it stands (see {@link ITEM_COLUMNS}). */
+const ITEM_STATE = `CASE WHEN i.state = 'failed' THEN 'failed' WHEN p.id IS NULL THEN i.state
+  WHEN k.claimed_by IS NULL THEN 'ready' ELSE 'sending' END`;
 
-/** The columns {@link itemFromArray} reads, in its order. */
+/**
+ * An item as it stands, in the column order {@link itemFromArray} reads, from `items i`
+ * joined with `packed p` and `packs k` ({@link ITEM_FROM}): once packed, what packing found
+ * (an UPDATE may have become an ADD), its pack and its claim. A row with no `packed` row
+ * keeps its own state and values.
+ */
 const ITEM_COLUMNS = [
-  "id",
-  "job",
-  "session",
-  "kind",
-  "stage",
-  "state",
-  "path",
-  "new_path",
-  "folder",
-  "size",
-  "mtime_ns",
-  "mode",
-  "ino",
-  "dev",
-  "hash",
-  "base_version",
-  "base_hash",
-  "pack",
-  "pack_bytes",
-  "sig",
-  "claimed_by",
-  "error",
-] as const;
+  "i.id",
+  "i.job",
+  "i.session",
+  "coalesce(p.kind, i.kind)",
+  "i.stage",
+  ITEM_STATE,
+  "i.path",
+  "i.new_path",
+  "i.folder",
+  "coalesce(p.size, i.size)",
+  "coalesce(p.mtime_ns, i.mtime_ns)",
+  "coalesce(p.mode, i.mode)",
+  "i.ino",
+  "i.dev",
+  "coalesce(p.hash, i.hash)",
+  "CASE WHEN p.id IS NULL THEN i.base_version ELSE p.base_version END",
+  "CASE WHEN p.id IS NULL THEN i.base_hash ELSE p.base_hash END",
+  "coalesce(p.pack, i.pack)",
+  "coalesce(p.pack_bytes, i.pack_bytes)",
+  "CASE WHEN p.id IS NULL THEN i.sig ELSE p.sig END",
+  "CASE WHEN p.id IS NULL THEN i.claimed_by ELSE k.claimed_by END",
+  "i.error",
+].join(", ");
+
+/** The join {@link ITEM_COLUMNS} reads from. */
+const ITEM_FROM = `items i LEFT JOIN packed p ON p.id = i.id
+  LEFT JOIN packs k ON k.job = p.job AND k.pack = p.pack`;
 
 /** An item from a row read as an array of {@link ITEM_COLUMNS}. */
 function itemFromArray(r: unknown[]): WorkItem {
@@ -259,33 +271,6 @@ function itemFromArray(r: unknown[]): WorkItem {
     sig: r[19] as string | null,
     claimedBy: r[20] as number | null,
     error: r[21] as string | null,
-  };
-}
-
-function toItem(r: ItemRow): WorkItem {
-  return {
-    id: r.id,
-    job: r.job,
-    session: r.session,
-    kind: r.kind,
-    stage: r.stage,
-    state: r.state,
-    path: r.path,
-    newPath: r.new_path,
-    folder: r.folder === 1,
-    size: r.size,
-    mtimeNs: r.mtime_ns,
-    mode: r.mode,
-    ino: r.ino,
-    dev: r.dev,
-    hash: r.hash,
-    baseVersion: r.base_version,
-    baseHash: r.base_hash,
-    pack: r.pack,
-    packBytes: r.pack_bytes,
-    sig: r.sig,
-    claimedBy: r.claimed_by,
-    error: r.error,
   };
 }
 
@@ -326,9 +311,8 @@ export class WorkDb {
   readonly db: DatabaseSync;
   readonly path: string;
   #stmts = new Map<string, StatementSync>();
-  /** Reads of items as arrays (statements of their own: see `claim` and `planned`). */
-  #claimedRows: StatementSync | undefined;
-  #plannedRows: StatementSync | undefined;
+  /** Statements whose rows are read as arrays (see `#arrays`). */
+  #arrayStmts = new Map<string, StatementSync>();
 
   constructor(db: DatabaseSync, path: string) {
     this.db = db;
@@ -360,6 +344,7 @@ export class WorkDb {
 
   close(): void {
     this.#stmts.clear();
+    this.#arrayStmts.clear();
     this.db.close();
   }
 
@@ -399,35 +384,41 @@ export class WorkDb {
 
   /** Items of `job` in `state`, in stage and creation order. */
   items(job: number, state?: ItemState, limit = -1): WorkItem[] {
-    const rows = state
-      ? this.stmt("SELECT * FROM items WHERE job = ? AND state = ? ORDER BY stage, id LIMIT ?")
-        .all(job, state, limit)
-      : this.stmt("SELECT * FROM items WHERE job = ? ORDER BY stage, id LIMIT ?").all(job, limit);
-    return (rows as unknown as ItemRow[]).map(toItem);
+    const q = state
+      ? this.#arrays(
+        `SELECT ${ITEM_COLUMNS} FROM ${ITEM_FROM} WHERE i.job = ? AND ${ITEM_STATE} = ?
+         ORDER BY i.stage, i.id LIMIT ?`,
+      ).all(job, state, limit)
+      : this.#arrays(
+        `SELECT ${ITEM_COLUMNS} FROM ${ITEM_FROM} WHERE i.job = ? ORDER BY i.stage, i.id LIMIT ?`,
+      ).all(job, limit);
+    return (q as unknown as unknown[][]).map(itemFromArray);
   }
 
   /** Up to `limit` planned items of `job`'s `stage` with ids above `after`, in id order. */
   planned(job: number, stage: number, after: number, limit: number): WorkItem[] {
-    // Rows as arrays: a first backup reads every item here once.
-    const q = this.#plannedRows ??= this.db.prepare(
-      `SELECT ${ITEM_COLUMNS.join(", ")} FROM items
-       WHERE job = ? AND state = 'planned' AND stage = ? AND id > ? ORDER BY id LIMIT ?`,
+    // A first backup reads every item here once.
+    const q = this.#arrays(
+      `SELECT ${ITEM_COLUMNS} FROM ${ITEM_FROM}
+       WHERE i.job = ? AND i.state = 'planned' AND i.stage = ? AND i.id > ? AND p.id IS NULL
+       ORDER BY i.id LIMIT ?`,
     );
-    q.setReturnArrays(true);
     return (q.all(job, stage, after, limit) as unknown as unknown[][]).map(itemFromArray);
   }
 
   /** One item, or undefined. */
   item(id: number): WorkItem | undefined {
-    const r = this.stmt("SELECT * FROM items WHERE id = ?").get(id);
-    return r ? toItem(r as unknown as ItemRow) : undefined;
+    const r = this.#arrays(`SELECT ${ITEM_COLUMNS} FROM ${ITEM_FROM} WHERE i.id = ?`).get(id);
+    return r ? itemFromArray(r as unknown as unknown[]) : undefined;
   }
 
   /** Counts of `job`'s items by state. */
   counts(job: number): Record<ItemState, number> {
     const out: Record<ItemState, number> = { planned: 0, ready: 0, sending: 0, failed: 0 };
-    const rows = this.stmt("SELECT state, count(*) AS n FROM items WHERE job = ? GROUP BY state")
-      .all(job) as unknown as { state: ItemState; n: number }[];
+    const rows = this.stmt(
+      `SELECT ${ITEM_STATE} AS state, count(*) AS n FROM ${ITEM_FROM} WHERE i.job = ?
+       GROUP BY 1`,
+    ).all(job) as unknown as { state: ItemState; n: number }[];
     for (const r of rows) out[r.state] = r.n;
     return out;
   }
@@ -440,15 +431,21 @@ export class WorkDb {
   }
 
   /** Marks a planned item ready: its pack file is complete. */
-  markReady(id: number, pack: string | null, packBytes: number, sig: string | null): void {
-    this.stmt(
-      "UPDATE items SET state = 'ready', pack = ?, pack_bytes = ?, sig = ? WHERE id = ?",
-    ).run(pack, packBytes, sig, id);
+  markReady(id: number, pack: string, packBytes: number, sig: string | null): void {
+    this.#inTx(() => {
+      this.stmt(
+        `INSERT OR REPLACE INTO packed (id, job, pack, kind, size, mtime_ns, mode, hash,
+           base_version, base_hash, pack_bytes, sig)
+         SELECT id, job, ?, kind, size, mtime_ns, mode, hash, base_version, base_hash, ?, ?
+         FROM items WHERE id = ?`,
+      ).run(pack, packBytes, sig, id);
+      this.#packReady(id, pack);
+    });
   }
 
   /**
    * Marks a packed ADD or UPDATE ready and records what was packed (an UPDATE may have
-   * become an ADD), in one statement.
+   * become an ADD).
    */
   markPacked(
     id: number,
@@ -458,22 +455,59 @@ export class WorkDb {
     packBytes: number,
     sig: string | null,
   ): void {
+    this.#inTx(() => {
+      this.stmt(
+        `INSERT OR REPLACE INTO packed (id, job, pack, kind, size, mtime_ns, mode, hash,
+           base_version, base_hash, pack_bytes, sig)
+         SELECT id, job, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM items WHERE id = ?`,
+      ).run(
+        pack,
+        kind,
+        h.size,
+        h.mtimeNs,
+        h.mode,
+        h.hash,
+        h.base ?? null,
+        h.baseHash ?? null,
+        packBytes,
+        sig,
+        id,
+      );
+      this.#packReady(id, pack);
+    });
+  }
+
+  /** The pack of item `id` is ready, if it was not already (inside a transaction). */
+  #packReady(id: number, pack: string): void {
     this.stmt(
-      `UPDATE items SET state = 'ready', kind = ?, size = ?, mtime_ns = ?, mode = ?, hash = ?,
-         base_version = ?, base_hash = ?, pack = ?, pack_bytes = ?, sig = ? WHERE id = ?`,
-    ).run(
-      kind,
-      h.size,
-      h.mtimeNs,
-      h.mode,
-      h.hash,
-      h.base ?? null,
-      h.baseHash ?? null,
-      pack,
-      packBytes,
-      sig,
-      id,
-    );
+      `INSERT OR IGNORE INTO packs (job, pack, session, stage, first)
+       SELECT job, ?, session, stage, id FROM items WHERE id = ?`,
+    ).run(pack, id);
+  }
+
+  /** Runs `fn` in the caller's transaction, or in one of its own. */
+  #inTx(fn: () => void): void {
+    if (this.db.isTransaction) fn();
+    else this.tx(fn);
+  }
+
+  /** A statement whose rows are read as arrays (cached apart from {@link stmt}'s). */
+  #arrays(sql: string): StatementSync {
+    let s = this.#arrayStmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      s.setReturnArrays(true);
+      this.#arrayStmts.set(sql, s);
+    }
+    return s;
+  }
+
+  /** Forgets pack `pack` of `job` once none of its items is left. */
+  #dropEmptyPack(job: number, pack: string): void {
+    this.stmt(
+      `DELETE FROM packs WHERE job = ?1 AND pack = ?2
+         AND NOT EXISTS (SELECT 1 FROM packed WHERE job = ?1 AND pack = ?2)`,
+    ).run(job, pack);
   }
 
   /** Updates fields of a planned item before it is packed (e.g. an ADD that became UPDATE). */
@@ -491,20 +525,37 @@ export class WorkDb {
   /** Removes items (their pack files are the caller's). */
   removeItems(ids: number[]): void {
     const s = this.stmt("DELETE FROM items WHERE id = ?");
-    for (const id of ids) s.run(id);
+    const p = this.stmt("DELETE FROM packed WHERE id = ? RETURNING job, pack");
+    for (const id of ids) {
+      s.run(id);
+      const gone = p.get(id) as { job: number; pack: string } | undefined;
+      if (gone) this.#dropEmptyPack(gone.job, gone.pack);
+    }
   }
 
   /**
-   * Removes the items of `pack` that `pid` claimed, `count` of them, in one statement (one
-   * per item cost a statement per file of a first backup); throws, before the caller's
+   * Removes the items of `pack` that `pid` claimed, `count` of them, in a few statements
+   * (one per item cost a statement per file of a first backup); throws, before the caller's
    * transaction commits, when another number of items matched.
    */
   removeClaimedPack(job: number, pack: string, pid: number, count: number): void {
-    const r = this.stmt(
-      "DELETE FROM items WHERE job = ? AND pack = ? AND state = 'sending' AND claimed_by = ?",
-    ).run(job, pack, pid);
-    if (Number(r.changes) !== count) {
-      throw new Error(`pack ${pack}: ${r.changes} claimed item(s) removed, not ${count}`);
+    const k = this.stmt("SELECT claimed_by FROM packs WHERE job = ? AND pack = ?").get(
+      job,
+      pack,
+    ) as { claimed_by: number | null } | undefined;
+    let removed = 0;
+    if (k?.claimed_by === pid) {
+      removed = Number(
+        this.stmt(
+          `DELETE FROM items WHERE id IN (SELECT id FROM packed WHERE job = ?1 AND pack = ?2)
+             AND state != 'failed'`,
+        ).run(job, pack).changes,
+      );
+      this.stmt("DELETE FROM packed WHERE job = ? AND pack = ?").run(job, pack);
+      this.stmt("DELETE FROM packs WHERE job = ? AND pack = ?").run(job, pack);
+    }
+    if (removed !== count) {
+      throw new Error(`pack ${pack}: ${removed} claimed item(s) removed, not ${count}`);
     }
   }
 
@@ -513,22 +564,28 @@ export class WorkDb {
    * asks this before it claims.
    */
   hasReady(job: number): boolean {
-    return this.stmt("SELECT 1 AS x FROM items WHERE job = ? AND state = 'ready' LIMIT 1")
+    return this.stmt("SELECT 1 AS x FROM packs WHERE job = ? AND claimed_by IS NULL LIMIT 1")
       .get(job) !== undefined;
   }
 
   /** Marks an item failed with a reason. */
   fail(id: number, error: string): void {
-    this.stmt("UPDATE items SET state = 'failed', claimed_by = NULL, error = ? WHERE id = ?")
-      .run(error, id);
+    this.#inTx(() => {
+      this.stmt("UPDATE items SET state = 'failed', claimed_by = NULL, error = ? WHERE id = ?")
+        .run(error, id);
+      const gone = this.stmt("DELETE FROM packed WHERE id = ? RETURNING job, pack").get(id) as
+        | { job: number; pack: string }
+        | undefined;
+      if (gone) this.#dropEmptyPack(gone.job, gone.pack);
+    });
   }
 
   /**
    * Claims the ready items of up to `max` packs of `job` for the dequeuer `pid` (every item
    * of a pack, so a pack is sent once; no further pack once `maxItems` are claimed), all of
-   * the lowest stage that still has unfinished
-   * items (so a folder move is applied before what depends on it). Returns nothing while a
-   * lower stage is still being planned, packed or sent.
+   * the lowest stage that still has unfinished items (so a folder move is applied before
+   * what depends on it), oldest pack first. Returns nothing while a lower stage is still
+   * being planned, packed or sent.
    */
   claim(job: number, pid: number, max: number, maxItems = 8_000): WorkItem[] {
     return this.tx(() => {
@@ -536,49 +593,28 @@ export class WorkDb {
         "SELECT min(stage) AS s FROM items WHERE job = ? AND state IN ('planned', 'ready', 'sending')",
       ).get(job) as { s: number | null };
       if (low.s === null) return [];
-      // The oldest packs, one lookup each: the first ready item past the packs found so far
-      // names the next one, whose size and last item come from the pack index. (Grouping
-      // all ready items each time cost a second of a first backup, and so did reading them
-      // in id order as far as needed.) A pack whose items lie between another's is found
-      // by a later claim.
-      const next = this.stmt(
-        `SELECT id, pack FROM items WHERE job = ? AND state = 'ready' AND stage = ? AND id > ?
-         ORDER BY id LIMIT 1`,
+      const packs = this.stmt(
+        `SELECT pack FROM packs WHERE job = ? AND stage = ? AND claimed_by IS NULL
+         ORDER BY first LIMIT ?`,
+      ).all(job, low.s, max) as { pack: string }[];
+      const take = this.stmt("UPDATE packs SET claimed_by = ? WHERE job = ? AND pack = ?");
+      // A pack's items in one statement, read as arrays: a statement and an object spread
+      // per item cost 2.6 times as much.
+      const pick = this.#arrays(
+        `SELECT ${ITEM_COLUMNS} FROM packed p CROSS JOIN items i ON i.id = p.id
+           LEFT JOIN packs k ON k.job = p.job AND k.pack = p.pack
+         WHERE p.job = ? AND p.pack = ? AND i.state != 'failed' ORDER BY p.id`,
       );
-      const extent = this.stmt(
-        `SELECT count(*) AS n, max(id) AS last FROM items
-         WHERE job = ? AND pack IS ? AND state = 'ready'`,
-      );
-      const packs: { pack: string | null }[] = [];
-      let rows = 0;
-      let after = 0;
-      while (packs.length < max && rows < maxItems) {
-        const r = next.get(job, low.s, after) as { id: number; pack: string | null } | undefined;
-        if (!r) break;
-        const e = extent.get(job, r.pack) as { n: number; last: number };
-        packs.push({ pack: r.pack });
-        rows += e.n;
-        after = e.last;
-      }
-      // A pack's items in one statement, then read back as arrays: a statement and an
-      // object spread per item cost 2.6 times as much.
-      const take = this.stmt(
-        `UPDATE items SET state = 'sending', claimed_by = ?
-         WHERE job = ? AND pack IS ? AND state = 'ready'`,
-      );
-      const pick = this.#claimedRows ??= this.db.prepare(
-        `SELECT ${ITEM_COLUMNS.join(", ")} FROM items
-         WHERE job = ? AND pack IS ? AND state = 'sending' AND claimed_by = ? ORDER BY id`,
-      );
-      pick.setReturnArrays(true);
       const out: WorkItem[] = [];
       for (const { pack } of packs) {
         // Bounded memory: whole packs only, and no more once the items fill a few packs.
         if (out.length >= maxItems) break;
         take.run(pid, job, pack);
-        for (const r of pick.all(job, pack, pid) as unknown as unknown[][]) {
-          out.push(itemFromArray(r));
+        const rows = pick.all(job, pack) as unknown as unknown[][];
+        if (rows.length === 0) {
+          this.stmt("DELETE FROM packs WHERE job = ? AND pack = ?").run(job, pack);
         }
+        for (const r of rows) out.push(itemFromArray(r));
       }
       return out;
     });
@@ -586,11 +622,16 @@ export class WorkDb {
 
   /** Gives claimed items back (a transient failure): they are sent again later. */
   unclaim(ids: number[]): void {
-    const s = this.stmt(
-      "UPDATE items SET state = 'ready', claimed_by = NULL WHERE id = ? AND state = 'sending'",
-    );
+    const packOf = this.stmt("SELECT job, pack FROM packed WHERE id = ?");
+    const free = this.stmt("UPDATE packs SET claimed_by = NULL WHERE job = ? AND pack = ?");
     this.tx(() => {
-      for (const id of ids) s.run(id);
+      const done = new Set<string>();
+      for (const id of ids) {
+        const r = packOf.get(id) as { job: number; pack: string } | undefined;
+        if (!r || done.has(r.pack)) continue;
+        done.add(r.pack);
+        free.run(r.job, r.pack);
+      }
     });
   }
 
@@ -602,21 +643,27 @@ export class WorkDb {
    */
   discardLeftovers(job: number): { files: string[]; sending: number; removed: number } {
     return this.tx(() => {
-      const rows = this.stmt("SELECT * FROM items WHERE job = ?").all(job) as unknown as ItemRow[];
       const files: string[] = [];
       let sending = 0;
       let removed = 0;
       const del = this.stmt("DELETE FROM items WHERE id = ?");
-      for (const r of rows) {
-        if (r.state === "sending" && r.claimed_by !== null && pidAlive(r.claimed_by)) {
+      const delPacked = this.stmt("DELETE FROM packed WHERE id = ?");
+      for (const r of this.items(job)) {
+        if (r.state === "sending" && r.claimedBy !== null && pidAlive(r.claimedBy)) {
           sending++;
           continue;
         }
         if (r.pack) files.push(r.pack);
         if (r.sig) files.push(r.sig);
         del.run(r.id);
+        delPacked.run(r.id);
         removed++;
       }
+      // Packs none of whose items is left (a dequeuer died between its last two writes).
+      this.stmt(
+        `DELETE FROM packs WHERE job = ?1
+           AND NOT EXISTS (SELECT 1 FROM packed p WHERE p.job = ?1 AND p.pack = packs.pack)`,
+      ).run(job);
       if (removed > 0) this.invalidatePeekState(job);
       return { files, sending, removed };
     });
@@ -1028,6 +1075,28 @@ export function openWorkDb(path: string): WorkDb {
   });
   // Outside the versioned schema: an index added later, harmless to ask for every time.
   db.exec("CREATE INDEX IF NOT EXISTS items_pack ON items (job, pack)");
+  db.exec(PACKED);
+  db.exec("CREATE INDEX IF NOT EXISTS packed_pack ON packed (job, pack)");
+  db.exec(PACKS);
+  // Items a dequeuer of an earlier version would have sent: ready (again) in the new tables.
+  migrateOnce(db, () => userVersion(db) >= 2, () => {
+    const legacy = "state IN ('ready', 'sending') AND pack IS NOT NULL";
+    db.exec(
+      `INSERT OR IGNORE INTO packed (id, job, pack, kind, size, mtime_ns, mode, hash,
+         base_version, base_hash, pack_bytes, sig)
+       SELECT id, job, pack, kind, size, mtime_ns, mode, hash, base_version, base_hash,
+         pack_bytes, sig FROM items WHERE ${legacy}`,
+    );
+    db.exec(
+      `INSERT OR IGNORE INTO packs (job, pack, session, stage, first)
+       SELECT job, pack, min(session), min(stage), min(id) FROM items WHERE ${legacy}
+       GROUP BY job, pack`,
+    );
+    db.exec(
+      "UPDATE items SET state = 'planned', claimed_by = NULL WHERE state IN ('ready', 'sending')",
+    );
+    db.exec("PRAGMA user_version = 2");
+  });
   addColumn(db, "job_state", "modes", "TEXT NOT NULL DEFAULT ''");
   addColumn(db, "job_state", "cloud_tag", "TEXT");
   addColumn(db, "runs", "peeking", "INTEGER NOT NULL DEFAULT 0");

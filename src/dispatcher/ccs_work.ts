@@ -26,12 +26,12 @@ export class SessionWork {
     this.#session = session;
   }
 
-  /** Whether an item of this job and session waits in state `ready`. */
+  /** Whether a pack of this job and session is ready (and no dequeuer claimed it yet). */
   hasReady(): boolean {
     // Being created by the enqueuer, busy, or unreadable: start the dequeuer rather than risk
     // never sending (it finds out itself what there is to do).
     return this.#exists(
-      "SELECT 1 AS x FROM items WHERE job = ? AND state = 'ready' AND session = ? LIMIT 1",
+      "SELECT 1 AS x FROM packs WHERE job = ? AND claimed_by IS NULL AND session = ? LIMIT 1",
       true,
     );
   }

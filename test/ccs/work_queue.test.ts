@@ -2,8 +2,21 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { join } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
-import { openWorkDb, Stage } from "../../src/ccs/work_queue.ts";
+import { openWorkDb, Stage, type WorkDb } from "../../src/ccs/work_queue.ts";
 import { tempDir } from "../helpers/tmp.ts";
+
+/** ADDs a, b (pack /p/1) and c (pack /p/2) of `job`, ready and claimed by dequeuer 111. */
+function claimedTwoPacks(w: WorkDb, job: number): number[] {
+  const ids = adds(w, job, "a", "b", "c");
+  ids.forEach((id, i) => w.markReady(id, i < 2 ? "/p/1" : "/p/2", 1, null));
+  assert.equal(w.claim(job, 111, 10).length, 3);
+  return ids;
+}
+
+/** Plans an ADD of each path for `job` in session "s"; returns their ids. */
+function adds(w: WorkDb, job: number, ...paths: string[]): number[] {
+  return w.tx(() => w.addItems(job, "s", paths.map((path) => ({ kind: "ADD" as const, path }))));
+}
 
 test("claim() hands out the lowest unfinished stage first, once", () => {
   const w = openWorkDb(join(tempDir(), "work.db"));
@@ -28,16 +41,7 @@ test("claim() hands out the lowest unfinished stage first, once", () => {
 
 test("removeClaimedPack() removes exactly one claimer's items of a pack, or nothing", () => {
   const w = openWorkDb(join(tempDir(), "work.db"));
-  const ids = w.tx(() =>
-    w.addItems(5, "s", [{ kind: "ADD", path: "a" }, { kind: "ADD", path: "b" }, {
-      kind: "ADD",
-      path: "c",
-    }])
-  );
-  w.markReady(ids[0]!, "/p/1", 1, null);
-  w.markReady(ids[1]!, "/p/1", 1, null);
-  w.markReady(ids[2]!, "/p/2", 1, null);
-  assert.equal(w.claim(5, 111, 10).length, 3);
+  const ids = claimedTwoPacks(w, 5);
   assert.throws(
     () => w.tx(() => w.removeClaimedPack(5, "/p/1", 111, 1)),
     /2 claimed item\(s\) removed, not 1/,
@@ -51,17 +55,10 @@ test("removeClaimedPack() removes exactly one claimer's items of a pack, or noth
 
 test("discardLeftovers() keeps only items a live dequeuer is sending", () => {
   const w = openWorkDb(join(tempDir(), "work.db"));
-  const ids = w.tx(() =>
-    w.addItems(2, "s", [{ kind: "ADD", path: "a" }, { kind: "ADD", path: "b" }, {
-      kind: "ADD",
-      path: "c",
-    }])
-  );
+  const ids = adds(w, 2, "a", "b", "c");
   for (const id of ids) w.markReady(id, `/p/${id}`, 1, null);
   w.claim(2, process.pid, 1); // a: live claim
-  w.db.prepare("UPDATE items SET state = 'sending', claimed_by = 999999999 WHERE id = ?").run(
-    ids[1]!,
-  );
+  w.claim(2, 999999999, 1); // b: claimed by a dequeuer that is gone
   const r = w.discardLeftovers(2);
   assert.equal(r.sending, 1);
   assert.deepEqual(r.files.sort(), [`/p/${ids[1]}`, `/p/${ids[2]}`]);
@@ -222,4 +219,52 @@ test("a work.db of the schema before listing tags and walk keys opens, and lists
     );
     again.close();
   }
+});
+
+test("a work.db of schema 1 with ready and sending items hands them out after the upgrade", () => {
+  const path = join(tempDir(), "work.db");
+  const w = openWorkDb(path);
+  const ids = adds(w, 3, "a", "b", "c");
+  // Back to schema 1: the pack, its size and the state on the item rows themselves.
+  w.db.exec("DELETE FROM packed");
+  w.db.exec("DELETE FROM packs");
+  const set = w.db.prepare(
+    "UPDATE items SET state = ?, pack = ?, pack_bytes = 9, claimed_by = ? WHERE id = ?",
+  );
+  set.run("ready", "/p/1", null, ids[0]!);
+  set.run("sending", "/p/1", 999999999, ids[1]!); // its dequeuer is long gone
+  w.db.exec("PRAGMA user_version = 1");
+  w.close();
+  const again = openWorkDb(path);
+  assert.deepEqual(
+    again.items(3).map((i) => [i.path, i.state, i.pack]),
+    [["a", "ready", "/p/1"], ["b", "ready", "/p/1"], ["c", "planned", null]],
+  );
+  assert.equal(again.hasReady(3), true);
+  const got = again.claim(3, 111, 10);
+  assert.deepEqual(got.map((i) => [i.path, i.packBytes]), [["a", 9], ["b", 9]]);
+  assert.deepEqual(again.items(3).map((i) => i.state), ["sending", "sending", "planned"]);
+  again.close();
+  assert.equal(openWorkDb(path).items(3).length, 3, "a second open changes nothing");
+});
+
+test("fail() and unclaim(): a pack whose items all failed is gone, an unclaimed one is ready", () => {
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  const ids = claimedTwoPacks(w, 4);
+  assert.equal(w.hasReady(4), false, "everything is claimed");
+  w.fail(ids[0]!, "rejected");
+  w.fail(ids[1]!, "rejected");
+  const packs = () =>
+    (w.db.prepare("SELECT pack FROM packs WHERE job = 4").all() as { pack: string }[])
+      .map((r) => r.pack);
+  assert.deepEqual(packs(), ["/p/2"], "the failed pack's row is gone");
+  assert.deepEqual(w.items(4).map((i) => [i.state, i.error]), [
+    ["failed", "rejected"],
+    ["failed", "rejected"],
+    ["sending", null],
+  ]);
+  w.unclaim([ids[2]!]);
+  assert.equal(w.hasReady(4), true);
+  assert.deepEqual(w.claim(4, 222, 10).map((i) => i.path), ["c"], "failed items are not sent");
+  w.close();
 });

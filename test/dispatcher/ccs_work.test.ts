@@ -11,16 +11,20 @@ test("SessionWork.hasReady(): a ready item of this job and session, read-only", 
   const sw = new SessionWork(path, 1, "s1");
   assert.equal(sw.hasReady(), false, "no work.db yet");
   const w = openWorkDb(path);
-  const add = (job: number, session: string, state: string) =>
-    w.db.prepare(
-      `INSERT INTO items (job, session, kind, stage, state, path, created)
-       VALUES (?, ?, 'ADD', 2, ?, 'f', 'now')`,
-    ).run(job, session, state);
-  add(1, "s1", "planned");
-  add(1, "s0", "ready");
-  add(2, "s1", "ready");
+  const add = (job: number, session: string, ready: boolean) => {
+    const [id] = w.tx(() => w.addItems(job, session, [{ kind: "ADD", path: "f" }]));
+    if (ready) w.markReady(id!, `/p/${id}`, 1, null);
+    return id!;
+  };
+  add(1, "s1", false);
+  add(1, "s0", true);
+  add(2, "s1", true);
   assert.equal(sw.hasReady(), false, "planned, another session, another job");
-  add(1, "s1", "ready");
+  const claimed = add(1, "s1", true);
+  w.claim(1, 111, 10);
+  assert.equal(sw.hasReady(), false, "claimed by a dequeuer: no longer waiting");
+  w.unclaim([claimed]);
+  assert.equal(sw.hasReady(), true);
   assert.equal(sw.hasReady(), true);
   w.close();
   sw.close();

@@ -46,23 +46,23 @@ test("a pack ready while another is being sent is sent beside it, not after it",
   // the dequeuer is sending the big one.
   const work = openWorkDb(join(home.work, "work.db"));
   try {
-    const packOf = (path: string) =>
-      (work.db.prepare("SELECT pack FROM items WHERE job = ? AND path = ?").get(jobId, path) as {
-        pack: string;
-      }).pack;
+    const packOf = (path: string) => work.items(jobId).find((i) => i.path === path)!.pack!;
     const big = packOf("big.bin");
     const small = packOf("docs/d0.txt");
     assert.notEqual(big, small);
     const stateOf = (pack: string) =>
-      (work.db.prepare("SELECT state FROM items WHERE job = ? AND pack = ? LIMIT 1").get(
-        jobId,
-        pack,
-      ) as { state: string } | undefined)?.state ?? "gone";
-    work.db.prepare("UPDATE items SET state = 'planned' WHERE pack = ?").run(small);
+      work.items(jobId).find((i) => i.pack === pack)?.state ?? "gone";
+    const held = work.db.prepare("SELECT * FROM packs WHERE pack = ?").get(small) as Record<
+      string,
+      string | number | null
+    >;
+    work.db.prepare("DELETE FROM packs WHERE pack = ?").run(small);
 
     const dq = cncop(home, ["backupagentdq", "--chunksize", "64k", String(jobId)]);
     await until(() => stateOf(big) === "sending", "the big pack is being sent");
-    work.db.prepare("UPDATE items SET state = 'ready' WHERE pack = ?").run(small);
+    work.db.prepare(
+      "INSERT INTO packs (job, pack, session, stage, first) VALUES (?, ?, ?, ?, ?)",
+    ).run(held.job!, held.pack!, held.session!, held.stage!, held.first!);
     await until(() => stateOf(small) === "gone", "the small pack is applied");
     // The small pack was applied and recorded while the big one was still on its way.
     assert.equal(stateOf(big), "sending");
