@@ -1073,8 +1073,8 @@ export function openWorkDb(path: string): WorkDb {
     for (const sql of schema) db.exec(sql);
     db.exec("PRAGMA user_version = 1");
   });
-  // Outside the versioned schema: an index added later, harmless to ask for every time.
-  db.exec("CREATE INDEX IF NOT EXISTS items_pack ON items (job, pack)");
+  // Item rows no longer carry their pack (schema 2): an index of schema 1 only costs writes.
+  db.exec("DROP INDEX IF EXISTS items_pack");
   db.exec(PACKED);
   db.exec("CREATE INDEX IF NOT EXISTS packed_pack ON packed (job, pack)");
   db.exec(PACKS);
