@@ -41,7 +41,7 @@ test("claim() hands out the lowest unfinished stage first, once", () => {
 
 test("removeClaimedPack() removes exactly one claimer's items of a pack, or nothing", () => {
   const w = openWorkDb(join(tempDir(), "work.db"));
-  const ids = claimedTwoPacks(w, 5);
+  claimedTwoPacks(w, 5);
   assert.throws(
     () => w.tx(() => w.removeClaimedPack(5, "/p/1", 111, 1)),
     /2 claimed item\(s\) removed, not 1/,
