@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { RowBatch } from "../core/row_batch.ts";
 import type { PackResult } from "../network/client.ts";
 import { underBounds, type WorkDb, type WorkItem } from "./work_queue.ts";
 
@@ -68,18 +69,23 @@ export function foldChained<P extends AppliedPack>(work: WorkDb, job: number, pa
 /** Applies one pack's entries to cloud_files; false when they do not fit what is saved. */
 function foldOne(work: WorkDb, job: number, p: AppliedPack): boolean {
   const items = new Map(p.items.map((i) => [`${i.kind.toLowerCase()}:${i.path}`, i]));
+  // Many rows to a statement; written before a move or delete, which must see them. On
+  // false the caller rolls back what was written, and the rest is never written.
+  const put = new RowBatch(
+    (sql) => work.stmt(sql),
+    "INSERT OR REPLACE INTO cloud_files (job, path, size, mtime_ns, mode, hash, version)",
+    7,
+  );
   for (const e of p.result!.entries ?? []) {
     const item = items.get(`${e.kind}:${e.path}`);
     if (!item) return false;
+    if (e.kind === "add" || e.kind === "update") {
+      if (e.version === undefined) return false;
+      put.add(job, item.path, item.size, item.mtimeNs, item.mode, item.hash, e.version);
+      continue;
+    }
+    put.flush();
     switch (e.kind) {
-      case "add":
-      case "update":
-        if (e.version === undefined) return false;
-        work.stmt(
-          `INSERT OR REPLACE INTO cloud_files (job, path, size, mtime_ns, mode, hash, version)
-           VALUES (?, ?, ?, ?, ?, ?, ?)`,
-        ).run(job, item.path, item.size, item.mtimeNs, item.mode, item.hash, e.version);
-        break;
       case "move":
         if (!e.newPath) return false;
         if (item.folder ? !foldFolderMove(work, job, e) : !foldFileMove(work, job, e)) {
@@ -99,6 +105,7 @@ function foldOne(work: WorkDb, job: number, p: AppliedPack): boolean {
         return false;
     }
   }
+  put.flush();
   return true;
 }
 

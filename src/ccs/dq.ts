@@ -22,7 +22,14 @@ import { agentClient, beginUpload, type ChunkedUpload, sendChunk } from "./cloud
 import { foldChained } from "./cloud_fold.ts";
 import { selectCcsJobs, sessionOf } from "./nq.ts";
 import { storeSignature } from "./signature_cache.ts";
-import { openWorkDb, pidAlive, processStart, type WorkDb, type WorkItem } from "./work_queue.ts";
+import {
+  type CachedFile,
+  openWorkDb,
+  pidAlive,
+  processStart,
+  type WorkDb,
+  type WorkItem,
+} from "./work_queue.ts";
 import { releaseMemory } from "../core/memory.ts";
 
 /** Options of {@link runDq}. */
@@ -251,9 +258,11 @@ function recordFlight(
       return unfolded;
     }
     const versions = versionsOf(f);
+    // Uploads many rows to a statement; a move or delete after them sees them written.
+    let puts: CachedFile[] = [];
     for (const item of f.items) {
       if (item.kind === "ADD" || item.kind === "UPDATE") {
-        work.putCached(job, {
+        puts.push({
           path: item.path,
           size: item.size,
           mtimeNs: item.mtimeNs,
@@ -262,10 +271,14 @@ function recordFlight(
           hash: item.hash,
           version: versions.get(item.id) ?? null,
         });
-      } else if (item.kind === "MOVE") {
-        work.moveCached(job, item.path, item.newPath!, item.folder);
-      } else work.dropCached(job, item.path);
+        continue;
+      }
+      work.putCached(job, puts);
+      puts = [];
+      if (item.kind === "MOVE") work.moveCached(job, item.path, item.newPath!, item.folder);
+      else work.dropCached(job, item.path);
     }
+    work.putCached(job, puts);
     work.removeClaimedPack(job, f.pack, process.pid, f.items.length);
     return foldChained(work, job, [...unfolded, f]);
   });

@@ -9,9 +9,9 @@
  * @module
  */
 import { closeSync, openSync, statSync, writeSync } from "node:fs";
-import type { SQLInputValue } from "node:sqlite";
 import type { Job } from "../core/jobs_db.ts";
 import { releaseMemory } from "../core/memory.ts";
+import { RowBatch } from "../core/row_batch.ts";
 import type { Logger } from "../core/log.ts";
 import { native, type WalkEntry, type WalkOptions } from "../native/mod.ts";
 import type { RemoteFile } from "../network/client.ts";
@@ -199,9 +199,6 @@ export async function quickScan(
   return kept ? { ...s, walk: rest(kept, false) } : s;
 }
 
-/** Rows of the source listing written by one statement. */
-const PUT_ROWS = 64;
-
 /**
  * Walks `root` into the saved source listing of `job`, logging walk errors and (unless
  * `nicld`) files the include filters leave out as PEEK-NICLD lines. `walk` is a walk of
@@ -225,13 +222,11 @@ export async function scanSource(
   const s = emptySummary();
   s.newestNs = BigInt(statSync(root, { bigint: true }).mtimeNs);
   const modes = new ModeDigest();
-  const putSql = (rows: number) =>
-    `INSERT OR REPLACE INTO local_files (job, wkey, path, size, mtime_ns, mode, ino, dev)
-     VALUES ${Array(rows).fill("(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`;
-  const put = work.stmt(putSql(1));
-  // Rows go in PUT_ROWS at a time: a statement per row cost a quarter more.
-  const putMany = work.stmt(putSql(PUT_ROWS));
-  const pending: SQLInputValue[] = [];
+  const put = new RowBatch(
+    (sql) => work.stmt(sql),
+    "INSERT OR REPLACE INTO local_files (job, wkey, path, size, mtime_ns, mode, ino, dev)",
+    8,
+  );
   // Rows as arrays: objects cost twice as much to build (4,096 rows a batch).
   const saved = work.db.prepare(
     `SELECT wkey, size, mtime_ns, mode, ino, dev FROM local_files
@@ -258,9 +253,10 @@ export async function scanSource(
       }
       if (ordered) compare(files);
       else for (const f of files) write(f);
-      flushWrites();
+      put.flush();
       work.db.exec("COMMIT");
     } catch (err) {
+      put.discard();
       work.db.exec("ROLLBACK");
       throw err;
     }
@@ -309,19 +305,7 @@ export async function scanSource(
 
   function write({ e, key }: { e: WalkEntry; key: string }): void {
     // TEXT columns take the bigints as decimal text.
-    pending.push(job, key, e.path, e.size, e.mtimeNs, e.mode & 0o7777, e.ino, e.dev);
-    if (pending.length === PUT_ROWS * 8) flushWrites();
-  }
-
-  /** Writes the rows {@link write} gathered (before the batch's transaction commits). */
-  function flushWrites(): void {
-    if (pending.length === PUT_ROWS * 8) putMany.run(...pending);
-    else {
-      for (let i = 0; i < pending.length; i += 8) {
-        put.run(...pending.slice(i, i + 8));
-      }
-    }
-    pending.length = 0;
+    put.add(job, key, e.path, e.size, e.mtimeNs, e.mode & 0o7777, e.ino, e.dev);
   }
 
   /** Counts the entry; true for a file of the listing. */

@@ -18,6 +18,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { NetworkError } from "../core/errors.ts";
+import { RowBatch } from "../core/row_batch.ts";
 import { hasColumn, migrateOnce, openSqlite, userVersion } from "../core/sqlite.ts";
 import type { RemoteFile } from "../network/client.ts";
 import type { PackHeader } from "./pack_format.ts";
@@ -735,12 +736,15 @@ export class WorkDb {
     return out;
   }
 
-  /** Records what was uploaded for `path`. */
-  putCached(job: number, f: CachedFile): void {
-    this.stmt(
-      `INSERT OR REPLACE INTO file_cache (job, path, size, mtime_ns, ino, dev, hash, version)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(job, f.path, f.size, f.mtimeNs, f.ino, f.dev, f.hash, f.version);
+  /** Records what was uploaded for each of `files`, in their order. */
+  putCached(job: number, files: CachedFile[]): void {
+    const put = new RowBatch(
+      (sql) => this.stmt(sql),
+      "INSERT OR REPLACE INTO file_cache (job, path, size, mtime_ns, ino, dev, hash, version)",
+      8,
+    );
+    for (const f of files) put.add(job, f.path, f.size, f.mtimeNs, f.ino, f.dev, f.hash, f.version);
+    put.flush();
   }
 
   /** Renames cache entries: one file, or a folder and everything under it. */

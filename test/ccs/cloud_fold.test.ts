@@ -156,3 +156,32 @@ test("foldApplied() leaves the listing as it was and forgets the tag when a pack
   assert.equal(w.cloudTag(1), undefined);
   w.close();
 });
+
+test("foldApplied(): a move or delete in a pack sees the adds before it", async () => {
+  const { w, rows } = setUp();
+  await w.saveCloud(1, rows());
+  w.setCloudTag(1, "t0");
+  const pack: PackResult = {
+    kind: "add",
+    path: "x",
+    version: 10,
+    changed: 3,
+    entries: [
+      { kind: "add", path: "x", version: 10, changed: 1 },
+      { kind: "add", path: "d/c", version: 11, changed: 1 },
+      { kind: "delete", path: "x", changed: 1 },
+      { kind: "delete", path: "d", changed: 3 },
+    ],
+    listing: { before: "t0", after: "t1" },
+  };
+  const items = [
+    item("ADD", "x"),
+    item("ADD", "d/c"),
+    item("DELETE", "x"),
+    item("DELETE", "d", { folder: true }),
+  ];
+  assert.equal(w.tx(() => foldApplied(w, 1, [{ result: pack, items }])), 1);
+  assert.equal(w.cloudTag(1), "t1");
+  assert.deepEqual(listing(w), ["keep#3"]);
+  w.close();
+});

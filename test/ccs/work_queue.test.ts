@@ -69,7 +69,7 @@ test("discardLeftovers() keeps only items a live dequeuer is sending", () => {
 test("file cache follows a folder move", () => {
   const w = openWorkDb(join(tempDir(), "work.db"));
   for (const p of ["A/1", "A/s/2", "AB/3"]) {
-    w.putCached(3, { path: p, size: 1, mtimeNs: "1", ino: "9", dev: "1", hash: "h", version: 1 });
+    w.putCached(3, [{ path: p, size: 1, mtimeNs: "1", ino: "9", dev: "1", hash: "h", version: 1 }]);
   }
   w.moveCached(3, "A", "Z", true);
   assert.ok(w.cached(3, "Z/1"));
@@ -114,11 +114,19 @@ test("claim() hands out whole packs, oldest first, and stops adding packs at max
 test("cachedHashes(): by path first, else by device + inode, only at the same size and mtime", () => {
   const w = openWorkDb(join(tempDir(), "work.db"));
   const put = (path: string, ino: string, hash: string) =>
-    w.putCached(1, { path, size: 5, mtimeNs: "7", ino, dev: "1", hash, version: 1 });
+    w.putCached(1, [{ path, size: 5, mtimeNs: "7", ino, dev: "1", hash, version: 1 }]);
   put("a", "10", "ha");
   put("old/b", "11", "hb");
   put("c", "12", "hc");
-  w.putCached(2, { path: "d", size: 5, mtimeNs: "7", ino: "13", dev: "1", hash: "hd", version: 1 });
+  w.putCached(2, [{
+    path: "d",
+    size: 5,
+    mtimeNs: "7",
+    ino: "13",
+    dev: "1",
+    hash: "hd",
+    version: 1,
+  }]);
   const f = (path: string, ino: string, size = 5) => ({ path, size, mtimeNs: "7", ino, dev: "1" });
   const got = w.cachedHashes(1, [
     f("a", "99"), // same path
