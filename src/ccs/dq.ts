@@ -340,10 +340,10 @@ export async function runDq(ctx: AppContext, refs: string[], o: DqOptions): Prom
             continue;
           }
           // The enqueuer is done: finish what became ready meanwhile, then stop.
-          if (work.counts(job.id).ready === 0) break;
+          if (work.packCounts(job.id).ready === 0) break;
           const again = work.claim(job.id, process.pid, backlog);
           if (again.length === 0) {
-            if (work.counts(job.id).sending > 0) {
+            if (work.packCounts(job.id).sending > 0) {
               await sleep(POLL_MS);
               continue;
             }

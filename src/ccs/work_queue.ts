@@ -208,9 +208,13 @@ const schema = [
    )`,
 ];
 
-/** An item's state as it stands (see {@link ITEM_COLUMNS}). */
+/**
+ * An item's state as it stands (see {@link ITEM_COLUMNS}). An item in a pack that `packs`
+ * does not list (no write leaves one so) is `planned`: nothing hands it out, and the next
+ * peek's `discardLeftovers` removes it.
+ */
 const ITEM_STATE = `CASE WHEN i.state = 'failed' THEN 'failed' WHEN p.id IS NULL THEN i.state
-  WHEN k.claimed_by IS NULL THEN 'ready' ELSE 'sending' END`;
+  WHEN k.pack IS NULL THEN 'planned' WHEN k.claimed_by IS NULL THEN 'ready' ELSE 'sending' END`;
 
 /**
  * An item as it stands, in the column order {@link itemFromArray} reads, from `items i`
@@ -527,37 +531,53 @@ export class WorkDb {
   removeItems(ids: number[]): void {
     const s = this.stmt("DELETE FROM items WHERE id = ?");
     const p = this.stmt("DELETE FROM packed WHERE id = ? RETURNING job, pack");
-    for (const id of ids) {
-      s.run(id);
-      const gone = p.get(id) as { job: number; pack: string } | undefined;
-      if (gone) this.#dropEmptyPack(gone.job, gone.pack);
-    }
+    this.#inTx(() => {
+      for (const id of ids) {
+        s.run(id);
+        const gone = p.get(id) as { job: number; pack: string } | undefined;
+        if (gone) this.#dropEmptyPack(gone.job, gone.pack);
+      }
+    });
   }
 
   /**
    * Removes the items of `pack` that `pid` claimed, `count` of them, in a few statements
-   * (one per item cost a statement per file of a first backup); throws, before the caller's
-   * transaction commits, when another number of items matched.
+   * (one per item cost a statement per file of a first backup), in the caller's transaction
+   * or one of its own; throws, before that commits, when another number of items matched.
    */
   removeClaimedPack(job: number, pack: string, pid: number, count: number): void {
-    const k = this.stmt("SELECT claimed_by FROM packs WHERE job = ? AND pack = ?").get(
-      job,
-      pack,
-    ) as { claimed_by: number | null } | undefined;
-    let removed = 0;
-    if (k?.claimed_by === pid) {
-      removed = Number(
-        this.stmt(
-          `DELETE FROM items WHERE id IN (SELECT id FROM packed WHERE job = ?1 AND pack = ?2)
-             AND state != 'failed'`,
-        ).run(job, pack).changes,
-      );
-      this.stmt("DELETE FROM packed WHERE job = ? AND pack = ?").run(job, pack);
-      this.stmt("DELETE FROM packs WHERE job = ? AND pack = ?").run(job, pack);
-    }
-    if (removed !== count) {
-      throw new Error(`pack ${pack}: ${removed} claimed item(s) removed, not ${count}`);
-    }
+    this.#inTx(() => {
+      const k = this.stmt("SELECT claimed_by FROM packs WHERE job = ? AND pack = ?").get(
+        job,
+        pack,
+      ) as { claimed_by: number | null } | undefined;
+      let removed = 0;
+      if (k?.claimed_by === pid) {
+        removed = Number(
+          this.stmt(
+            `DELETE FROM items WHERE id IN (SELECT id FROM packed WHERE job = ?1 AND pack = ?2)
+               AND state != 'failed'`,
+          ).run(job, pack).changes,
+        );
+        this.stmt("DELETE FROM packed WHERE job = ? AND pack = ?").run(job, pack);
+        this.stmt("DELETE FROM packs WHERE job = ? AND pack = ?").run(job, pack);
+      }
+      if (removed !== count) {
+        throw new Error(`pack ${pack}: ${removed} claimed item(s) removed, not ${count}`);
+      }
+    });
+  }
+
+  /**
+   * How many packs of `job` are ready and how many are being sent (what a dequeuer waiting
+   * for the last of them asks; {@link counts} reads every item).
+   */
+  packCounts(job: number): { ready: number; sending: number } {
+    const r = this.stmt(
+      `SELECT count(*) FILTER (WHERE claimed_by IS NULL) AS ready,
+         count(*) FILTER (WHERE claimed_by IS NOT NULL) AS sending FROM packs WHERE job = ?`,
+    ).get(job) as { ready: number; sending: number };
+    return { ready: r.ready, sending: r.sending };
   }
 
   /**
@@ -1082,6 +1102,11 @@ export function openWorkDb(path: string): WorkDb {
   db.exec(PACKED);
   db.exec("CREATE INDEX IF NOT EXISTS packed_pack ON packed (job, pack)");
   db.exec(PACKS);
+  // What claim() and hasReady() look for: without it every claim sorts all of a job's packs
+  // (a first backup of large files, a pack each, piling up ahead of a slow network).
+  db.exec(
+    "CREATE INDEX IF NOT EXISTS packs_ready ON packs (job, stage, first) WHERE claimed_by IS NULL",
+  );
   // Items a dequeuer of an earlier version would have sent: ready (again) in the new tables.
   migrateOnce(db, () => userVersion(db) >= 2, () => {
     const legacy = "state IN ('ready', 'sending') AND pack IS NOT NULL";

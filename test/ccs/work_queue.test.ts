@@ -276,3 +276,24 @@ test("fail() and unclaim(): a pack whose items all failed is gone, an unclaimed 
   assert.deepEqual(w.claim(4, 222, 10).map((i) => i.path), ["c"], "failed items are not sent");
   w.close();
 });
+
+test("packCounts() counts ready and claimed packs; an item of an unlisted pack is planned", () => {
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  const ids = adds(w, 6, "a", "b", "c");
+  w.markReady(ids[0]!, "/p/1", 1, null);
+  w.markReady(ids[1]!, "/p/2", 1, null);
+  assert.deepEqual(w.packCounts(6), { ready: 2, sending: 0 });
+  assert.equal(w.claim(6, 111, 1).length, 1);
+  assert.deepEqual(w.packCounts(6), { ready: 1, sending: 1 });
+  w.db.exec("DELETE FROM packs WHERE pack = '/p/2'");
+  assert.deepEqual(w.items(6).map((i) => i.state), ["sending", "planned", "planned"]);
+  assert.equal(w.counts(6).ready, 0, "nothing can hand it out: not ready");
+  // A claim finds its next pack by an index, not by sorting every pack of the job.
+  const plan = w.db.prepare(
+    `EXPLAIN QUERY PLAN SELECT pack FROM packs WHERE job = 6 AND stage = 2
+     AND claimed_by IS NULL ORDER BY first LIMIT 10`,
+  ).all() as { detail: string }[];
+  assert.match(plan.map((r) => r.detail).join("\n"), /USING INDEX packs_ready/);
+  assert.doesNotMatch(plan.map((r) => r.detail).join("\n"), /TEMP B-TREE/);
+  w.close();
+});
