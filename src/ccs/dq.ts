@@ -258,7 +258,7 @@ function recordFlight(
       return unfolded;
     }
     const versions = versionsOf(f);
-    // Uploads many rows to a statement; a move or delete after them sees them written.
+    // File-cache rows of uploads go many to a statement, written before a move or delete.
     let puts: CachedFile[] = [];
     for (const item of f.items) {
       if (item.kind === "ADD" || item.kind === "UPDATE") {

@@ -9,8 +9,9 @@
  * Item life: `planned` (peek decided it) -> `ready` (its pack file is complete in Spool/Work)
  * -> `sending` (a dequeuer claimed it) -> row deleted once the network confirmed it applied;
  * `failed` when the network rejected it. An item's row is written by the peek and not again
- * until it is sent or fails: what packing found goes into `packed` (a row per item), and
- * whether a pack is ready or being sent into `packs` (a row per pack), see decisions/0056.
+ * until it is sent or fails (its stored `state` stays `planned` until then): what packing
+ * found goes into `packed` (a row per item), and whether a pack is ready or being sent into
+ * `packs` (a row per pack), see decisions/0056.
  *
  * @module
  */
@@ -19,7 +20,7 @@ import { dirname } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { NetworkError } from "../core/errors.ts";
 import { RowBatch } from "../core/row_batch.ts";
-import { hasColumn, migrateOnce, openSqlite, userVersion } from "../core/sqlite.ts";
+import { hasColumn, migrateOnce, openSqlite, transaction, userVersion } from "../core/sqlite.ts";
 import type { RemoteFile } from "../network/client.ts";
 import type { PackHeader } from "./pack_format.ts";
 
@@ -149,6 +150,10 @@ const PACKED = `CREATE TABLE IF NOT EXISTS packed (
      size INTEGER NOT NULL, mtime_ns TEXT NOT NULL, mode INTEGER NOT NULL, hash TEXT NOT NULL,
      base_version INTEGER, base_hash TEXT, pack_bytes INTEGER NOT NULL, sig TEXT
    )`;
+
+/** The head of every insert into {@link PACKED}, the columns in its order. */
+const PACKED_INSERT = `INSERT OR REPLACE INTO packed (id, job, pack, kind, size, mtime_ns, mode,
+  hash, base_version, base_hash, pack_bytes, sig)`;
 
 /**
  * The packs whose items are ready (`claimed_by` null) or being sent by a dequeuer: a claim
@@ -336,15 +341,7 @@ export class WorkDb {
 
   /** Runs `fn` in one IMMEDIATE transaction (rolled back if it throws). */
   tx<T>(fn: () => T): T {
-    this.db.exec("BEGIN IMMEDIATE");
-    try {
-      const r = fn();
-      this.db.exec("COMMIT");
-      return r;
-    } catch (err) {
-      this.db.exec("ROLLBACK");
-      throw err;
-    }
+    return transaction(this.db, fn);
   }
 
   close(): void {
@@ -431,7 +428,7 @@ export class WorkDb {
   /** Jobs that have items waiting to be sent. */
   jobsWithWork(): number[] {
     return (this.stmt(
-      "SELECT DISTINCT job FROM items WHERE state IN ('ready', 'sending', 'planned') ORDER BY job",
+      "SELECT DISTINCT job FROM items WHERE state = 'planned' ORDER BY job",
     ).all() as unknown as { job: number }[]).map((r) => r.job);
   }
 
@@ -439,8 +436,7 @@ export class WorkDb {
   markReady(id: number, pack: string, packBytes: number, sig: string | null): void {
     this.#inTx(() => {
       this.stmt(
-        `INSERT OR REPLACE INTO packed (id, job, pack, kind, size, mtime_ns, mode, hash,
-           base_version, base_hash, pack_bytes, sig)
+        `${PACKED_INSERT}
          SELECT id, job, ?, kind, size, mtime_ns, mode, hash, base_version, base_hash, ?, ?
          FROM items WHERE id = ?`,
       ).run(pack, packBytes, sig, id);
@@ -462,8 +458,7 @@ export class WorkDb {
   ): void {
     this.#inTx(() => {
       this.stmt(
-        `INSERT OR REPLACE INTO packed (id, job, pack, kind, size, mtime_ns, mode, hash,
-           base_version, base_hash, pack_bytes, sig)
+        `${PACKED_INSERT}
          SELECT id, job, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM items WHERE id = ?`,
       ).run(
         pack,
@@ -611,7 +606,7 @@ export class WorkDb {
   claim(job: number, pid: number, max: number, maxItems = 8_000): WorkItem[] {
     return this.tx(() => {
       const low = this.stmt(
-        "SELECT min(stage) AS s FROM items WHERE job = ? AND state IN ('planned', 'ready', 'sending')",
+        "SELECT min(stage) AS s FROM items WHERE job = ? AND state = 'planned'",
       ).get(job) as { s: number | null };
       if (low.s === null) return [];
       const packs = this.stmt(
@@ -1111,8 +1106,7 @@ export function openWorkDb(path: string): WorkDb {
   migrateOnce(db, () => userVersion(db) >= 2, () => {
     const legacy = "state IN ('ready', 'sending') AND pack IS NOT NULL";
     db.exec(
-      `INSERT OR IGNORE INTO packed (id, job, pack, kind, size, mtime_ns, mode, hash,
-         base_version, base_hash, pack_bytes, sig)
+      `${PACKED_INSERT}
        SELECT id, job, pack, kind, size, mtime_ns, mode, hash, base_version, base_hash,
          pack_bytes, sig FROM items WHERE ${legacy}`,
     );

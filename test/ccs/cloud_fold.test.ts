@@ -34,7 +34,8 @@ function item(kind: WorkItem["kind"], path: string, extra: Partial<WorkItem> = {
   };
 }
 
-function setUp() {
+/** A work.db whose saved listing of job 1 is d/a, d/b and keep, at tag t0. */
+async function savedAtT0() {
   const w = openWorkDb(join(tempDir(), "work.db"));
   async function* rows() {
     yield ["d/a", "d/b", "keep"].map((path, i) => ({
@@ -46,7 +47,9 @@ function setUp() {
       version: i + 1,
     }));
   }
-  return { w, rows };
+  await w.saveCloud(1, rows());
+  w.setCloudTag(1, "t0");
+  return w;
 }
 
 const listing = (w: ReturnType<typeof openWorkDb>) =>
@@ -56,9 +59,7 @@ const listing = (w: ReturnType<typeof openWorkDb>) =>
   }[]).map((r) => `${r.path}#${r.version}`);
 
 test("foldApplied() folds packs in the order their tags chain, whatever order they come in", async () => {
-  const { w, rows } = setUp();
-  await w.saveCloud(1, rows());
-  w.setCloudTag(1, "t0");
+  const w = await savedAtT0();
   const first: PackResult = {
     kind: "add",
     path: "new",
@@ -91,9 +92,7 @@ test("foldApplied() folds packs in the order their tags chain, whatever order th
 });
 
 test("foldChained() keeps a pack that answered before the one applied ahead of it, and the tag", async () => {
-  const { w, rows } = setUp();
-  await w.saveCloud(1, rows());
-  w.setCloudTag(1, "t0");
+  const w = await savedAtT0();
   /** An applied pack of one add at `path`, made on the listing `before`. */
   const addPack = (path: string, version: number, before: string, after: string) => ({
     result: {
@@ -120,9 +119,7 @@ test("foldChained() keeps a pack that answered before the one applied ahead of i
 });
 
 test("foldApplied() leaves the listing as it was and forgets the tag when a pack does not fit", async () => {
-  const { w, rows } = setUp();
-  await w.saveCloud(1, rows());
-  w.setCloudTag(1, "t0");
+  const w = await savedAtT0();
   const before = listing(w);
   const misfit: PackResult = {
     kind: "add",
@@ -158,9 +155,7 @@ test("foldApplied() leaves the listing as it was and forgets the tag when a pack
 });
 
 test("foldApplied(): a move or delete in a pack sees the adds before it", async () => {
-  const { w, rows } = setUp();
-  await w.saveCloud(1, rows());
-  w.setCloudTag(1, "t0");
+  const w = await savedAtT0();
   const pack: PackResult = {
     kind: "add",
     path: "x",
