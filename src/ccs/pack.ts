@@ -383,14 +383,16 @@ async function readBatch(c: PackContext, entries: Prepared[]): Promise<boolean[]
 /** Completes a shared pack and marks its items ready, in one transaction. */
 async function closePack(c: PackContext, open: OpenPack, s: PackStats): Promise<void> {
   const w = await open.builder.finish();
-  c.work.tx(() => {
-    for (const [i, p] of open.entries.entries()) {
-      const bytes = i === 0 ? w.bytes : 0;
-      if (p.kind === "ADD" || p.kind === "UPDATE") {
-        c.work.markPacked(p.item.id, p.kind, w.headers[i]!, w.path, bytes, p.sig);
-      } else c.work.markReady(p.item.id, w.path, bytes, p.sig);
-    }
-  });
+  c.work.markPackReady(
+    w.path,
+    w.bytes,
+    open.entries.map((p, i) => ({
+      item: p.item,
+      kind: p.kind,
+      header: p.kind === "ADD" || p.kind === "UPDATE" ? w.headers[i]! : undefined,
+      sig: p.sig,
+    })),
+  );
   for (const p of open.entries) {
     if (p.kind === "ADD") s.adds++;
     else if (p.kind === "UPDATE") s.updates++;

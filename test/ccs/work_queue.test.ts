@@ -297,3 +297,57 @@ test("packCounts() counts ready and claimed packs; an item of an unlisted pack i
   assert.doesNotMatch(plan.map((r) => r.detail).join("\n"), /TEMP B-TREE/);
   w.close();
 });
+
+test("markPackReady() records a pack's items as markPacked() and markReady() do, in one row a pack", () => {
+  const dir = tempDir();
+  const plan = (w: WorkDb) =>
+    w.tx(() =>
+      w.addItems(3, "s", [
+        { kind: "ADD", path: "a", size: 1, mtimeNs: "11", mode: 0o644 },
+        { kind: "UPDATE", path: "u", size: 2, baseVersion: 7, baseHash: "b".repeat(64) },
+        { kind: "DELETE", path: "gone" },
+        { kind: "ADD", path: "z", size: 5 },
+      ])
+    );
+  const header = (size: number, hash: string, base?: number) =>
+    ({
+      ...(base === undefined ? {} : { base, baseHash: "b".repeat(64) }),
+      size,
+      mtimeNs: "99",
+      mode: 0o600,
+      hash,
+    }) as never;
+  // The same pack recorded item by item (as before) and in one call.
+  const one = openWorkDb(join(dir, "one.db"));
+  const many = openWorkDb(join(dir, "many.db"));
+  const ids = plan(one);
+  assert.deepEqual(plan(many), ids);
+  one.tx(() => {
+    one.markPacked(ids[0]!, "ADD", header(1, "1".repeat(64)), "/p/x", 500, "/s/a");
+    one.markPacked(ids[1]!, "ADD", header(2, "2".repeat(64)), "/p/x", 0, null); // fell back
+    one.markReady(ids[2]!, "/p/x", 0, null);
+  });
+  const items = many.items(3, "planned");
+  many.markPackReady("/p/x", 500, [
+    { item: items[0]!, kind: "ADD", header: header(1, "1".repeat(64)), sig: "/s/a" },
+    { item: items[1]!, kind: "ADD", header: header(2, "2".repeat(64)), sig: null },
+    { item: items[2]!, kind: "DELETE", sig: null },
+  ]);
+  const rows = (w: WorkDb) => w.db.prepare("SELECT * FROM packed ORDER BY id").all();
+  const packs = (w: WorkDb) => w.db.prepare("SELECT * FROM packs").all();
+  assert.deepEqual(rows(many), rows(one));
+  assert.deepEqual(packs(many), packs(one));
+  assert.equal(packs(many).length, 1, "one row for the pack, its first item first");
+  assert.deepEqual(
+    many.items(3).map((i) => [i.path, i.kind, i.state, i.packBytes]),
+    [["a", "ADD", "ready", 500], ["u", "ADD", "ready", 0], ["gone", "DELETE", "ready", 0], [
+      "z",
+      "ADD",
+      "planned",
+      0,
+    ]],
+  );
+  assert.deepEqual(many.claim(3, 111, 10).map((i) => i.path), ["a", "u", "gone"]);
+  one.close();
+  many.close();
+});
