@@ -24,9 +24,21 @@ export const run = [...NODE_FLAGS, path.join(repo, "src", "cli", "main.ts")];
 /** The 1-minute load average sampled before each {@link timed} command. */
 export const loads = [];
 
+/** CPU seconds (user + system) process `pid` has used so far; NaN when it is gone. */
+export function cpuSecs(pid) {
+  try {
+    // Fields after the command name: utime and stime are the 12th and 13th, in clock ticks.
+    const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 /**
  * Runs a command under GNU time: wall seconds, peak RSS in MB (of the largest process of its
- * tree) and its stdout. Throws when it fails.
+ * tree), CPU seconds (user + system, of the process and the children it waited for) and its
+ * stdout. Throws when it fails.
  */
 export async function timed(cmd, cmdArgs, env = {}) {
   // Whatever the step before wrote (an unpacked tree, a backup) is flushed first: its
@@ -39,12 +51,12 @@ export async function timed(cmd, cmdArgs, env = {}) {
   const r = await $({
     env: { ...process.env, ...env },
     nothrow: true,
-  })`/usr/bin/time -f ${"%M"} ${cmd} ${cmdArgs}`;
+  })`/usr/bin/time -f ${"%M %U %S"} ${cmd} ${cmdArgs}`;
   const secs = (Date.now() - t) / 1000;
   const lines = r.stderr.trim().split("\n");
-  const rss = Number(lines[lines.length - 1]);
+  const [rss, user, sys] = lines[lines.length - 1].split(" ").map(Number);
   if (r.exitCode !== 0) throw new Error(`${cmd} ${cmdArgs.join(" ")} failed: ${r.stderr}`);
-  return { secs, rssMb: rss / 1024, stdout: r.stdout };
+  return { secs, rssMb: rss / 1024, cpu: user + sys, stdout: r.stdout };
 }
 
 /**
