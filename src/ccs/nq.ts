@@ -28,6 +28,7 @@ import {
   PeekXmlWriter,
   planContent,
   planSmall,
+  planWalked,
   type QuickScan,
   quickScan,
   rootExists,
@@ -36,7 +37,8 @@ import {
   smallDiff,
   walkOptionsFor,
 } from "./peek.ts";
-import { planPrune } from "./prune.ts";
+import { PlanFeed } from "./plan_feed.ts";
+import { planPrune, type PrunePlan } from "./prune.ts";
 import { pruneSignaturesDaily } from "./signature_cache.ts";
 import { type NewItem, openWorkDb, Stage, type WorkDb } from "./work_queue.ts";
 
@@ -259,6 +261,19 @@ function progress(label: string): ((n: number, total: number) => void) | undefin
   };
 }
 
+/** What the peek queued. */
+interface Queued {
+  /** Moves, deletes and moved updates planned from memory. */
+  items: number;
+  adds: number;
+  updates: number;
+  folderMoves: number;
+  fileMoves: number;
+  hashed: number;
+  unchanged: number;
+  prune: PrunePlan<unknown>;
+}
+
 async function enqueueJob(
   ctx: AppContext,
   work: WorkDb,
@@ -346,7 +361,8 @@ async function enqueueJob(
       throw err;
     }
   };
-  if (!o.dryRun) guard(() => work.markPeeking(o.session ?? sessionOf(), job.id));
+  const session = o.session ?? sessionOf();
+  if (!o.dryRun) guard(() => work.markPeeking(session, job.id));
   const t0 = Date.now();
   const source = async (): Promise<ScanSummary> => {
     if (o.skipPeekSource && work.localCount(job.id) > 0) {
@@ -363,7 +379,16 @@ async function enqueueJob(
         modes: "",
       };
     }
-    return await scanSource(work, job.id, root, walkOpts, log, !!o.nicld, walked?.walk);
+    return await scanSource(
+      work,
+      job.id,
+      root,
+      walkOpts,
+      log,
+      !!o.nicld,
+      walked?.walk,
+      feed && ((files) => feed.add(planWalked(work, job.id, session, files))),
+    );
   };
   const cloud = async (listing: AsyncIterable<RemoteFile[]>): Promise<number> => {
     const writers: PeekXmlWriter[] = [];
@@ -405,150 +430,227 @@ async function enqueueJob(
       onTag: (tag, unchanged) => Object.assign(answer, { tag, unchanged }),
     });
   }());
+  // A first backup streams: with no saved source listing and an empty cloud, every file
+  // the walk lists is an ADD (nothing to move, update or delete), planned with its batch
+  // and packed at once, while the walk goes on (see PlanFeed). The cloud's answer is
+  // awaited before the walk for that, only when there is no listing to compare.
+  let first: IteratorResult<RemoteFile[]> | undefined;
+  if (listing && !o.dryRun && !o.skipPeekSource && guard(() => work.localCount(job.id) === 0)) {
+    try {
+      first = await listing.next();
+    } catch (err) {
+      await walked?.end();
+      throw err;
+    }
+  }
+  const feed = first?.done && !answer.unchanged ? new PlanFeed() : undefined;
+  /** Saves the cloud listing (or keeps the saved one); returns how many files it has. */
+  const saveListing = async (): Promise<number> => {
+    if (!listing) {
+      const n = work.cloudCount(job.id);
+      log.info(`PEEK: --skippeekcloud: using the saved cloud peek (${n} files)`);
+      return n;
+    }
+    // Drawn first: the answer says whether the saved listing still holds.
+    first ??= await listing.next();
+    if (answer.unchanged) {
+      const n = work.cloudCount(job.id);
+      log.info(`PEEK: the saved cloud listing still holds (${n} files, tag ${ifTag})`);
+      return n;
+    }
+    const n = await cloud(prepend(first, listing));
+    work.setCloudTag(job.id, answer.tag ?? null);
+    return n;
+  };
+  // A streamed first backup's (empty) listing and its tag are saved before anything is
+  // packed: the dequeuer folds each applied pack into them as it goes.
+  let streamedCloud: number | undefined;
+  try {
+    if (feed) streamedCloud = await saveListing();
+  } catch (err) {
+    await walked?.end();
+    throw err;
+  }
+  const states = new FileStates(work, job.id, useForks(root, o.fork ?? "auto", ctx.paths.work));
+  const bar = progress("packing");
+  const packing = (total: () => number, client?: NetworkClient) =>
+    packPlanned({
+      work,
+      workDir: ctx.paths.work,
+      job: job.id,
+      jobKey,
+      root,
+      client,
+      states,
+      log,
+      suppressMissing: !!o.suppressMissing,
+      onItem: bar ? (n) => bar(n, total()) : undefined,
+      feed,
+    });
+  // Until planning ends the total is not known: the bar counts one more than packed.
+  const streamed = feed && packing(() => feed.ended ? feed.planned : feed.planned + 1);
+  streamed?.catch(() => {}); // awaited below, after the walk
+  let t1 = Date.now();
   let scan: ScanSummary;
   try {
     scan = await source();
   } catch (err) {
     void listing?.return(undefined).catch(() => {}); // the client closes its sockets
+    // The packer stops at its next wait; what it packed stays for the dequeuer.
+    feed?.end(err);
+    await streamed?.catch(() => {});
     throw err;
   } finally {
     await walked?.end();
   }
+  feed?.end();
   const tWalk = Date.now();
-  let cloudCount: number;
-  if (listing) {
-    // Drawn first: the answer says whether the saved listing still holds.
-    const first = await listing.next();
-    if (answer.unchanged) {
-      cloudCount = work.cloudCount(job.id);
-      log.info(`PEEK: the saved cloud listing still holds (${cloudCount} files, tag ${ifTag})`);
-    } else {
-      cloudCount = await cloud(prepend(first, listing));
-      work.setCloudTag(job.id, answer.tag ?? null);
-    }
-  } else {
-    cloudCount = work.cloudCount(job.id);
-    log.info(`PEEK: --skippeekcloud: using the saved cloud peek (${cloudCount} files)`);
-  }
+  const cloudCount = streamedCloud ?? await saveListing();
   const tPeeked = Date.now();
-  // The listing's size as the walk knew it, else counted (two walked names may make one
-  // path: invalid UTF-8 made alike).
-  const small = smallDiff(work, job.id, { local: scan.listed, cloud: cloudCount });
-  const counts = small?.counts ?? diffCounts(work, job.id);
-  // Move promotion needs every gone file, but only when some local file is new; otherwise
-  // only the deletes this run may send are loaded (a million deleted files stay in SQL).
-  const pairing = !o.skipMoves && counts.adds > 0;
-  const goneLimit = pairing || o.noMaxDelete ? undefined : o.skipDeletes ? 0 : job.deleteCollar;
-  const gone: DeleteCandidate[] = counts.deletes ? goneFiles(work, job.id, goneLimit) : [];
-  const states = new FileStates(work, job.id, useForks(root, o.fork ?? "auto", ctx.paths.work));
-  const abs = (p: string) => join(root, p);
-  const goneSizes = new Set(gone.map((g) => g.size));
-  const candidates = o.skipMoves || gone.length === 0
-    ? []
-    : small
-    ? small.adds.filter((a) => goneSizes.has(a.size))
-    : addCandidates(work, job.id, goneSizes);
-  if (gone.length) states.lookAhead(candidates.map((a) => ({ ...a, abs: abs(a.path) })));
-  const plan = await promoteMoves<AddRow>(candidates, o.skipMoves ? [] : gone, {
-    hashOf: (a) => states.hash({ ...a, abs: abs(a.path) }),
-    cloudCountUnder: (p) => work.cloudCount(job.id, p),
-  });
-  const deletes = o.skipMoves ? gone : plan.deletes;
-  // A file of a moved folder that changed size was no move candidate: it is still an
-  // UPDATE (a delta against its old version at the new path), not a DELETE + ADD.
-  const movedGone: DeleteCandidate[] = [];
-  for (const d of plan.movedDeletes) {
-    const l = work.localFile(job.id, d.path);
-    if (l) plan.updates.push({ add: l, base: d });
-    else movedGone.push(d);
-  }
-  const prune = planPrune([...movedGone, ...deletes], {
-    rootExists: true,
-    localFiles: scan.files,
-    cloudFiles: cloudCount,
-    walkErrors: scan.errors,
-  }, {
-    collar: job.deleteCollar,
-    noMaxDelete: o.noMaxDelete,
-    skipDeletes: o.skipDeletes,
+  const pruneOf = <T>(deletes: T[], total?: number) =>
+    planPrune(deletes, {
+      rootExists: true,
+      localFiles: scan.files,
+      cloudFiles: cloudCount,
+      walkErrors: scan.errors,
+    }, {
+      collar: job.deleteCollar,
+      noMaxDelete: o.noMaxDelete,
+      skipDeletes: o.skipDeletes,
+      total,
+    });
+  /** Plans the queues, in one transaction (rolled back by a dry run once it has shown them). */
+  const planQueues = async (): Promise<Queued> => {
+    // The listing's size as the walk knew it, else counted (two walked names may make one
+    // path: invalid UTF-8 made alike).
+    const small = smallDiff(work, job.id, { local: scan.listed, cloud: cloudCount });
+    const counts = small?.counts ?? diffCounts(work, job.id);
+    // Move promotion needs every gone file, but only when some local file is new; otherwise
+    // only the deletes this run may send are loaded (a million deleted files stay in SQL).
+    const pairing = !o.skipMoves && counts.adds > 0;
+    const goneLimit = pairing || o.noMaxDelete ? undefined : o.skipDeletes ? 0 : job.deleteCollar;
+    const gone: DeleteCandidate[] = counts.deletes ? goneFiles(work, job.id, goneLimit) : [];
+    const abs = (p: string) => join(root, p);
+    const goneSizes = new Set(gone.map((g) => g.size));
+    const candidates = o.skipMoves || gone.length === 0
+      ? []
+      : small
+      ? small.adds.filter((a) => goneSizes.has(a.size))
+      : addCandidates(work, job.id, goneSizes);
+    if (gone.length) states.lookAhead(candidates.map((a) => ({ ...a, abs: abs(a.path) })));
+    const plan = await promoteMoves<AddRow>(candidates, o.skipMoves ? [] : gone, {
+      hashOf: (a) => states.hash({ ...a, abs: abs(a.path) }),
+      cloudCountUnder: (p) => work.cloudCount(job.id, p),
+    });
+    const deletes = o.skipMoves ? gone : plan.deletes;
+    // A file of a moved folder that changed size was no move candidate: it is still an
+    // UPDATE (a delta against its old version at the new path), not a DELETE + ADD.
+    const movedGone: DeleteCandidate[] = [];
+    for (const d of plan.movedDeletes) {
+      const l = work.localFile(job.id, d.path);
+      if (l) plan.updates.push({ add: l, base: d });
+      else movedGone.push(d);
+    }
     // Without pairing, nothing was taken from the gone files: all of them are deletes.
-    total: pairing ? undefined : counts.deletes,
-  });
+    const prune = pruneOf([...movedGone, ...deletes], pairing ? undefined : counts.deletes);
 
-  // The queues, in one transaction (rolled back by a dry run once it has shown them).
-  const session = o.session ?? sessionOf();
-  const items: NewItem[] = [];
-  for (const f of plan.folderMoves) {
-    items.push({
-      kind: "MOVE",
-      path: f.from,
-      newPath: f.to,
-      folder: true,
-      stage: Stage.folderMove,
-    });
-  }
-  for (const m of plan.fileMoves) {
-    items.push({ kind: "MOVE", path: m.from, newPath: m.to, stage: Stage.fileMove });
-  }
-  for (const u of plan.updates) {
-    items.push({
-      kind: "UPDATE",
-      path: u.add.path,
-      size: u.add.size,
-      mtimeNs: u.add.mtimeNs,
-      mode: u.add.mode,
-      ino: u.add.ino,
-      dev: u.add.dev,
-      baseVersion: u.base.version,
-      baseHash: u.base.hash,
-    });
-  }
-  for (const d of prune.now) items.push({ kind: "DELETE", path: d.path });
-  // Candidates a move or an update took care of (file moves, folder moves, moved updates).
-  const stillAdds = new Set(plan.adds);
-  const taken = [
-    ...candidates.filter((a) => !stillAdds.has(a)).map((a) => a.path),
-    ...plan.updates.map((u) => u.add.path),
-  ];
-  work.db.exec("BEGIN IMMEDIATE");
-  let planned: { adds: number; updates: number };
-  try {
-    work.addItems(job.id, session, items);
-    planned = small
-      ? planSmall(work, job.id, session, small, taken)
-      : planContent(work, job.id, session, taken, counts);
-    if (o.dryRun) printDryRun(o, job, work, session, prune.pending);
-    work.db.exec(o.dryRun ? "ROLLBACK" : "COMMIT");
-  } catch (err) {
-    work.db.exec("ROLLBACK");
-    throw err;
-  }
+    // The queues, in one transaction (rolled back by a dry run once it has shown them).
+    const items: NewItem[] = [];
+    for (const f of plan.folderMoves) {
+      items.push({
+        kind: "MOVE",
+        path: f.from,
+        newPath: f.to,
+        folder: true,
+        stage: Stage.folderMove,
+      });
+    }
+    for (const m of plan.fileMoves) {
+      items.push({ kind: "MOVE", path: m.from, newPath: m.to, stage: Stage.fileMove });
+    }
+    for (const u of plan.updates) {
+      items.push({
+        kind: "UPDATE",
+        path: u.add.path,
+        size: u.add.size,
+        mtimeNs: u.add.mtimeNs,
+        mode: u.add.mode,
+        ino: u.add.ino,
+        dev: u.add.dev,
+        baseVersion: u.base.version,
+        baseHash: u.base.hash,
+      });
+    }
+    for (const d of prune.now) items.push({ kind: "DELETE", path: d.path });
+    // Candidates a move or an update took care of (file moves, folder moves, moved updates).
+    const stillAdds = new Set(plan.adds);
+    const taken = [
+      ...candidates.filter((a) => !stillAdds.has(a)).map((a) => a.path),
+      ...plan.updates.map((u) => u.add.path),
+    ];
+    work.db.exec("BEGIN IMMEDIATE");
+    let planned: { adds: number; updates: number };
+    try {
+      work.addItems(job.id, session, items);
+      planned = small
+        ? planSmall(work, job.id, session, small, taken)
+        : planContent(work, job.id, session, taken, counts);
+      if (o.dryRun) printDryRun(o, job, work, session, prune.pending);
+      work.db.exec(o.dryRun ? "ROLLBACK" : "COMMIT");
+    } catch (err) {
+      work.db.exec("ROLLBACK");
+      throw err;
+    }
+    return {
+      items: items.length,
+      adds: planned.adds,
+      updates: planned.updates + plan.updates.length,
+      folderMoves: plan.folderMoves.length,
+      fileMoves: plan.fileMoves.length,
+      hashed: plan.hashed,
+      unchanged: counts.unchanged,
+      prune,
+    };
+  };
+  // A streamed first backup planned an ADD of every file with the walk, and nothing else.
+  const q: Queued = feed
+    ? {
+      items: 0,
+      adds: feed.planned,
+      updates: 0,
+      folderMoves: 0,
+      fileMoves: 0,
+      hashed: 0,
+      unchanged: 0,
+      prune: pruneOf([]),
+    }
+    : await planQueues();
+  const prune = q.prune;
   const tPlan = Date.now();
-  const queuedUpdates = planned.updates + plan.updates.length;
   Object.assign(stats, {
     files: scan.files,
     dirs: scan.dirs,
     bytes: scan.bytes,
     walkErrors: scan.errors,
     cloudFiles: cloudCount,
-    unchanged: counts.unchanged,
-    queuedAdds: planned.adds,
-    queuedUpdates,
-    folderMoves: plan.folderMoves.length,
-    fileMoves: plan.fileMoves.length,
+    unchanged: q.unchanged,
+    queuedAdds: q.adds,
+    queuedUpdates: q.updates,
+    folderMoves: q.folderMoves,
+    fileMoves: q.fileMoves,
     queuedDeletes: prune.now.length,
     pendingDeletes: prune.pending,
-    hashed: plan.hashed,
+    hashed: q.hashed,
   });
   log.info(
     `PEEK: ${scan.files} files (${
       mb(scan.bytes)
     }), ${scan.dirs} dirs, ${scan.errors} walk errors ` +
       `in ${secs(tWalk - t0)}; cloud ${cloudCount} files in ${secs(tPeeked - tWalk)}; ` +
-      `${planned.adds} ADD, ${queuedUpdates} UPDATE, ` +
-      `${plan.folderMoves.length} folder MOVE + ${plan.fileMoves.length} file MOVE, ` +
-      `${prune.now.length} DELETE (${prune.pending} pending), ${counts.unchanged} unchanged; ` +
-      `hashed ${plan.hashed} (fork ${states.counts.fork}, cache ${states.counts.cache}, ` +
+      `${q.adds} ADD${feed ? " (planned and packed with the walk)" : ""}, ${q.updates} UPDATE, ` +
+      `${q.folderMoves} folder MOVE + ${q.fileMoves} file MOVE, ` +
+      `${prune.now.length} DELETE (${prune.pending} pending), ${q.unchanged} unchanged; ` +
+      `hashed ${q.hashed} (fork ${states.counts.fork}, cache ${states.counts.cache}, ` +
       `inode ${states.counts.inode}, read ${states.counts.read}) in ${secs(tPlan - tPeeked)}`,
   );
   if (o.dryRun) return prune.blocked ? { error: `no deletes: ${prune.blocked}` } : {};
@@ -561,23 +663,12 @@ async function enqueueJob(
     log.warn(`PEEK: the signature cache was not pruned: ${messageOf(err)}`);
   }
 
-  const total = items.length + planned.adds + planned.updates;
+  const total = q.items + q.adds + q.updates;
 
-  // Phase 2: pack.
-  const t1 = Date.now();
-  const bar = progress("packing");
-  const ps: PackStats = await packPlanned({
-    work,
-    workDir: ctx.paths.work,
-    job: job.id,
-    jobKey,
-    root,
-    client: cloudCount > 0 ? getClient() : undefined,
-    states,
-    log,
-    suppressMissing: !!o.suppressMissing,
-    onItem: bar ? (n) => bar(n, total) : undefined,
-  });
+  // Phase 2: pack (a streamed first backup's began with the walk).
+  if (!streamed) t1 = Date.now();
+  const ps: PackStats = await (streamed ??
+    packing(() => total, cloudCount > 0 ? getClient() : undefined));
   Object.assign(stats, {
     packed: ps.packed,
     packBytes: ps.packBytes,

@@ -30,7 +30,8 @@ import {
 } from "./pack_writer.ts";
 import { type FileStates, FORK_NAME } from "./file_state.ts";
 import { baseSignature, MIN_SIG_SIZE, writeSignature } from "./signature_cache.ts";
-import type { ItemKind, WorkDb, WorkItem } from "./work_queue.ts";
+import type { PlanFeed } from "./plan_feed.ts";
+import { type ItemKind, Stage, type WorkDb, type WorkItem } from "./work_queue.ts";
 
 /** What the pack phase needs. */
 export interface PackContext {
@@ -48,6 +49,11 @@ export interface PackContext {
   parallel?: number;
   /** Called after each item, for progress. */
   onItem?: (done: number) => void;
+  /**
+   * Items still being planned (a first backup's walk): the content stage waits for more
+   * until planning has ended, instead of ending at the first empty page.
+   */
+  feed?: PlanFeed;
 }
 
 /** Counts of the pack phase. */
@@ -501,7 +507,13 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
       let after = 0;
       for (;;) {
         const page = c.work.planned(c.job, stage, after, 512);
-        if (page.length === 0) break;
+        if (page.length === 0) {
+          if (stage !== Stage.content || !c.feed || c.feed.ended) break;
+          // Caught up with the walk: what waits in the batch is read meanwhile.
+          void flushBatch();
+          await c.feed.wait();
+          continue;
+        }
         after = page[page.length - 1]!.id;
         let next = 0;
         let failure: { err: unknown } | undefined;

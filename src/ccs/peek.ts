@@ -20,6 +20,7 @@ import {
   type CloudFile,
   type LocalFile,
   type NewItem,
+  Stage,
   walkKey,
   type WorkDb,
 } from "./work_queue.ts";
@@ -209,6 +210,9 @@ export async function quickScan(
  * or changed files are written and vanished ones deleted (a folder rename in a tree of 84k
  * files writes 11k rows instead of deleting and inserting 84k). A batch out of that order
  * (names holding \x01 or \x02) ends the comparison: what follows is written whole.
+ *
+ * `written`, when given, is called with each batch's new or changed files inside the
+ * transaction that writes them (a first backup plans them there, see `PlanFeed`).
  */
 export async function scanSource(
   work: WorkDb,
@@ -218,6 +222,7 @@ export async function scanSource(
   log: Logger,
   nicld: boolean,
   walk: AsyncIterable<WalkEntry[]> | Iterable<WalkEntry[]> = native.walk(root, options),
+  written?: (files: WalkEntry[]) => void,
 ): Promise<ScanSummary> {
   const s = emptySummary();
   s.newestNs = BigInt(statSync(root, { bigint: true }).mtimeNs);
@@ -235,6 +240,8 @@ export async function scanSource(
   saved.setReturnArrays(true);
   const drop = work.stmt("DELETE FROM local_files WHERE job = ? AND wkey = ?");
   const dropAfter = work.stmt("DELETE FROM local_files WHERE job = ? AND wkey > ?");
+  /** The batch's files written, for `written`. */
+  const fresh: WalkEntry[] = [];
   let after = ""; // every saved row up to this key matches the walk
   let ordered = true;
   let batches = 0;
@@ -254,9 +261,11 @@ export async function scanSource(
       if (ordered) compare(files);
       else for (const f of files) write(f);
       put.flush();
+      if (written && fresh.length > 0) written(fresh.splice(0));
       work.db.exec("COMMIT");
     } catch (err) {
       put.discard();
+      fresh.length = 0;
       work.db.exec("ROLLBACK");
       throw err;
     }
@@ -306,6 +315,7 @@ export async function scanSource(
   function write({ e, key }: { e: WalkEntry; key: string }): void {
     // TEXT columns take the bigints as decimal text.
     put.add(job, key, e.path, e.size, e.mtimeNs, e.mode & 0o7777, e.ino, e.dev);
+    if (written) fresh.push(e);
   }
 
   /** Counts the entry; true for a file of the listing. */
@@ -542,6 +552,46 @@ export function addCandidates(work: WorkDb, job: number, sizes: Iterable<number>
      WHERE l.job = ? AND NOT EXISTS (SELECT 1 FROM cloud_files c WHERE c.job = l.job AND c.path = l.path)
      ORDER BY l.wkey`,
   ).all(job) as unknown as AddRow[];
+}
+
+/**
+ * Plans (inside the caller's transaction) an ADD of each of `files`, as {@link planContent}
+ * would for files the cloud lacks (a first backup plans each walked batch so), many rows to
+ * a statement. Returns how many.
+ */
+export function planWalked(
+  work: WorkDb,
+  job: number,
+  session: string,
+  files: readonly WalkEntry[],
+): number {
+  const put = new RowBatch(
+    (sql) => work.stmt(sql),
+    `INSERT INTO items (job, session, kind, stage, state, path, size, mtime_ns, mode, ino, dev,
+       hash, created)`,
+    13,
+  );
+  const now = new Date().toISOString();
+  for (const e of files) {
+    // TEXT columns take the bigints as decimal text, as in the listing.
+    put.add(
+      job,
+      session,
+      "ADD",
+      Stage.content,
+      "planned",
+      e.path,
+      e.size,
+      e.mtimeNs,
+      e.mode & 0o7777,
+      e.ino,
+      e.dev,
+      "",
+      now,
+    );
+  }
+  put.flush();
+  return files.length;
 }
 
 /**

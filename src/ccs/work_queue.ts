@@ -17,7 +17,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import { NetworkError } from "../core/errors.ts";
 import { RowBatch } from "../core/row_batch.ts";
 import { hasColumn, migrateOnce, openSqlite, transaction, userVersion } from "../core/sqlite.ts";
@@ -500,27 +500,10 @@ export class WorkDb {
     this.#inTx(() => {
       const put = new RowBatch((sql) => this.stmt(sql), PACKED_INSERT, 12);
       for (const [i, { item, kind, header: h, sig }] of entries.entries()) {
-        const bytes = i === 0 ? packBytes : 0;
-        if (h) {
-          put.add(
-            item.id,
-            item.job,
-            pack,
-            kind,
-            h.size,
-            h.mtimeNs,
-            h.mode,
-            h.hash,
-            h.base ?? null,
-            h.baseHash ?? null,
-            bytes,
-            sig,
-          );
-        } else {
-          put.add(
-            item.id,
-            item.job,
-            pack,
+        // What was packed, else (a move, a delete) the item as planned.
+        const what: SQLInputValue[] = h
+          ? [kind, h.size, h.mtimeNs, h.mode, h.hash, h.base ?? null, h.baseHash ?? null]
+          : [
             item.kind,
             item.size,
             item.mtimeNs,
@@ -528,10 +511,8 @@ export class WorkDb {
             item.hash,
             item.baseVersion,
             item.baseHash,
-            bytes,
-            sig,
-          );
-        }
+          ];
+        put.add(item.id, item.job, pack, ...what, i === 0 ? packBytes : 0, sig);
       }
       put.flush();
       this.#packReady(entries[0]!.item.id, pack);

@@ -3,10 +3,10 @@ import { mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSy
 import { join } from "node:path";
 import { test } from "node:test";
 import { openLog } from "../../src/core/log.ts";
-import { FileStates } from "../../src/ccs/file_state.ts";
 import { packPlanned } from "../../src/ccs/pack.ts";
 import { readPackEntries } from "../../src/ccs/pack_reader.ts";
 import { openWorkDb } from "../../src/ccs/work_queue.ts";
+import { testPackContext } from "../helpers/packs.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
 test("the pack phase shares packs, re-reads a file that changed, reports one that vanished", async () => {
@@ -37,17 +37,7 @@ test("the pack phase shares packs, re-reads a file that changed, reports one tha
   unlinkSync(join(root, names[5]!));
   writeFileSync(join(root, names[7]!), "changed after the peek\n");
   const log = openLog({ dir: join(dir, "logs"), prefix: "NQ", style: "daily", program: "test" });
-  const s = await packPlanned({
-    work,
-    workDir,
-    job: 1,
-    jobKey: "1",
-    root,
-    client: undefined,
-    states: new FileStates(work, 1, false),
-    log,
-    suppressMissing: false,
-  });
+  const s = await packPlanned(testPackContext(work, workDir, root, log));
   log.close();
   assert.equal(s.missing, 1);
   assert.equal(s.changed, 0, "the changed file was read again, not left for the next run");

@@ -306,9 +306,13 @@ test("scanSource() updates the saved listing range by range: only what changed i
     `CREATE TEMP TRIGGER count_writes AFTER INSERT ON main.local_files
      BEGIN UPDATE temp.writes SET n = n + 1; END`,
   );
-  const writes = () => {
+  // What the scan wrote, which its `written` hook saw too (inside the write's transaction).
+  const hooked: string[] = [];
+  const writes = (byScan = true) => {
     const n = (w.db.prepare("SELECT n FROM temp.writes").get() as { n: number }).n;
     w.db.exec("UPDATE temp.writes SET n = 0");
+    if (byScan) assert.equal(hooked.length, n, "the hook is given each file written");
+    hooked.length = 0;
     return n;
   };
   const saved = () =>
@@ -328,10 +332,14 @@ test("scanSource() updates the saved listing range by range: only what changed i
     }
     return out.sort((x, y) => (byteOrderLess(x, y) ? -1 : 1));
   };
-  const scan = () => scanSource(w, 1, root, { batchSize: 64 }, log, true);
+  const scan = () =>
+    scanSource(w, 1, root, { batchSize: 64 }, log, true, undefined, (files) => {
+      assert.ok(w.db.isTransaction);
+      hooked.push(...files.map((f) => f.path));
+    });
   const other = { path: "other", size: 1, mtimeNs: "1", mode: 0o644, ino: "1", dev: "1" };
   w.tx(() => w.putLocal(2, [other])); // another job's row stays
-  writes();
+  writes(false);
 
   const first = await scan();
   assert.deepEqual(saved(), await truth());

@@ -78,6 +78,8 @@ test("first backup restores byte for byte; an unchanged tree makes no network re
     "utf8",
   );
   assert.match(nqLog, /nothing changed/);
+  // The first backup streamed: an empty cloud, so each file was packed as the walk found it.
+  assert.match(nqLog, /3 ADD \(planned and packed with the walk\)/);
 
   // --forcepeek overrides the skip: the peek is a request.
   const forced = await requestsDuring(d, device, token, async () => {
