@@ -444,6 +444,13 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   let inflightEntries = 0;
   // The batches not written yet, oldest first.
   const unwritten: Promise<void>[] = [];
+  // Full packs being finished.
+  let closes: Promise<void>[] = [];
+  const closed = async () => {
+    const all = closes;
+    closes = [];
+    await Promise.all(all);
+  };
   const addAll = async (entries: Prepared[], again: boolean[]) => {
     for (let [i, p] of entries.entries()) {
       if (again[i]) {
@@ -456,14 +463,21 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
         open = { builder: await PackBuilder.create(name), entries: [] };
       }
       await open.builder.addEncoded(p.header, p.frame);
+      p.frame = undefined; // in the pack now: a pack being finished does not hold its bodies
       open.entries.push(p);
       if (
         open.builder.bodyBytes >= PACK_TARGET_BYTES ||
         open.entries.length >= PACK_TARGET_ENTRIES
       ) {
+        // Finished (its fsyncs and rename) while the next pack fills: the writer does not
+        // wait for the disk.
         const full = open;
         open = undefined;
-        await closePack(c, full, s);
+        const closing = closePack(c, full, s);
+        closing.catch(() => {}); // awaited with the stage
+        closes.push(closing);
+        // A slow disk: a few packs wait for it at most, not every pack of the run.
+        while (closes.length > 2) await closes.shift();
       }
     }
   };
@@ -539,9 +553,11 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
         open = undefined;
         await closePack(c, last, s);
       }
+      await closed();
     }
   } catch (err) {
     await writer.catch(() => {});
+    await Promise.allSettled(closes);
     const o = open as OpenPack | undefined;
     if (o) await o.builder.abort();
     throw err;

@@ -5,9 +5,24 @@ import { test } from "node:test";
 import { openLog } from "../../src/core/log.ts";
 import { packPlanned } from "../../src/ccs/pack.ts";
 import { readPackEntries } from "../../src/ccs/pack_reader.ts";
+import { PackBuilder } from "../../src/ccs/pack_writer.ts";
 import { openWorkDb } from "../../src/ccs/work_queue.ts";
 import { testPackContext } from "../helpers/packs.ts";
 import { tempDir } from "../helpers/tmp.ts";
+
+/** The ADD item a peek would plan for `path` under `root`, as it is now. */
+function addOf(root: string, path: string) {
+  const st = statSync(join(root, path), { bigint: true });
+  return {
+    kind: "ADD" as const,
+    path,
+    size: Number(st.size),
+    mtimeNs: String(st.mtimeNs),
+    mode: Number(st.mode) & 0o7777,
+    ino: String(st.ino),
+    dev: String(st.dev),
+  };
+}
 
 test("the pack phase shares packs, re-reads a file that changed, reports one that vanished", async () => {
   const dir = tempDir();
@@ -20,18 +35,7 @@ test("the pack phase shares packs, re-reads a file that changed, reports one tha
   writeFileSync(join(root, "big.bin"), Buffer.alloc(3 << 20, 7)); // a pack of its own
   writeFileSync(join(root, "bad\nname.txt"), "a newline in its name"); // legal on Linux
   const work = openWorkDb(join(workDir, "work.db"));
-  const listed = [...names, "big.bin", "bad\nname.txt"].map((path) => {
-    const st = statSync(join(root, path), { bigint: true });
-    return {
-      kind: "ADD" as const,
-      path,
-      size: Number(st.size),
-      mtimeNs: String(st.mtimeNs),
-      mode: Number(st.mode) & 0o7777,
-      ino: String(st.ino),
-      dev: String(st.dev),
-    };
-  });
+  const listed = [...names, "big.bin", "bad\nname.txt"].map((path) => addOf(root, path));
   work.tx(() => work.addItems(1, "s1", listed));
   // After the peek: one file vanishes, one changes size.
   unlinkSync(join(root, names[5]!));
@@ -74,5 +78,50 @@ test("the pack phase shares packs, re-reads a file that changed, reports one tha
   const logText = readFileSync(log.path, "utf8");
   assert.match(logText, /PACK-MISSING d\/f5\.txt/);
   assert.match(logText, /PACK-FAILED bad/);
+  work.close();
+});
+
+test("full packs are finished while the next fills: all are ready when the phase returns", async () => {
+  const dir = tempDir();
+  const root = join(dir, "src");
+  const workDir = join(dir, "work");
+  mkdirSync(root, { recursive: true });
+  mkdirSync(workDir);
+  // 40 files of 900 KB (each shares packs): 36 MB of content, packs close at 16 MB.
+  const listed = Array.from({ length: 40 }, (_, i) => {
+    const path = `f${String(i).padStart(2, "0")}.bin`;
+    writeFileSync(join(root, path), Buffer.alloc(900_000, i));
+    return addOf(root, path);
+  });
+  const work = openWorkDb(join(workDir, "work.db"));
+  work.tx(() => work.addItems(1, "s1", listed));
+  const log = openLog({ dir: join(dir, "logs"), prefix: "NQ", style: "daily", program: "test" });
+  // A slow disk: the first pack takes longest to finish (fsync, rename), after the others.
+  const finish = PackBuilder.prototype.finish;
+  let calls = 0;
+  PackBuilder.prototype.finish = async function () {
+    await new Promise((r) => setTimeout(r, calls++ === 0 ? 500 : 0));
+    return await finish.call(this);
+  };
+  let s;
+  try {
+    s = await packPlanned(testPackContext(work, workDir, root, log));
+  } finally {
+    PackBuilder.prototype.finish = finish;
+  }
+  log.close();
+  assert.equal(s.packFiles, 3, "16 MB, 16 MB and the rest");
+  const ready = work.items(1, "ready");
+  assert.equal(ready.length, 40, "every item is ready once the phase has returned");
+  const packs = [...new Set(ready.map((i) => i.pack!))];
+  assert.equal(packs.length, 3);
+  let entries = 0;
+  for (const p of packs) entries += (await readPackEntries(p)).length;
+  assert.equal(entries, 40);
+  assert.deepEqual(
+    readdirSync(workDir).filter((f) => !/^J1-\d+\.pack$/.test(f) && !f.startsWith("work.db")),
+    [],
+    "no temp file left",
+  );
   work.close();
 });
