@@ -473,6 +473,8 @@ async function enqueueJob(
   }
   const states = new FileStates(work, job.id, useForks(root, o.fork ?? "auto", ctx.paths.work));
   const bar = progress("packing");
+  /** What the bar showed last, and whether that was its last line. */
+  let shown = { n: 0, ended: false };
   const packing = (total: () => number, client?: NetworkClient) =>
     packPlanned({
       work,
@@ -484,7 +486,13 @@ async function enqueueJob(
       states,
       log,
       suppressMissing: !!o.suppressMissing,
-      onItem: bar ? (n) => bar(n, total()) : undefined,
+      onItem: bar
+        ? (n) => {
+          const t = total();
+          shown = { n, ended: n === t };
+          bar(n, t);
+        }
+        : undefined,
       feed,
     });
   // Until planning ends the total is not known: the bar counts one more than packed.
@@ -669,6 +677,8 @@ async function enqueueJob(
   if (!streamed) t1 = Date.now();
   const ps: PackStats = await (streamed ??
     packing(() => total, cloudCount > 0 ? getClient() : undefined));
+  // A streamed run may have packed its last item before the walk ended: the bar's last line.
+  if (bar && shown.n > 0 && !shown.ended) bar(shown.n, shown.n);
   Object.assign(stats, {
     packed: ps.packed,
     packBytes: ps.packBytes,
