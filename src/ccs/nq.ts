@@ -435,7 +435,7 @@ async function enqueueJob(
   // and packed at once, while the walk goes on (see PlanFeed). The cloud's answer is
   // awaited before the walk for that, only when there is no listing to compare.
   let first: IteratorResult<RemoteFile[]> | undefined;
-  if (listing && !o.dryRun && !o.skipPeekSource && guard(() => work.localCount(job.id) === 0)) {
+  if (listing && !o.dryRun && !o.skipPeekSource && guard(() => !work.hasLocal(job.id))) {
     try {
       first = await listing.next();
     } catch (err) {

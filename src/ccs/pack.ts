@@ -449,7 +449,9 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
   const closed = async () => {
     const all = closes;
     closes = [];
-    await Promise.all(all);
+    // Every one has ended (none goes on after a failure), then the first failure is thrown.
+    const failed = (await Promise.allSettled(all)).find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
   };
   const addAll = async (entries: Prepared[], again: boolean[]) => {
     for (let [i, p] of entries.entries()) {
@@ -520,6 +522,7 @@ export async function packPlanned(c: PackContext): Promise<PackStats> {
     for (let stage = 0; stage <= 2; stage++) {
       let after = 0;
       for (;;) {
+        c.feed?.check(); // planning failed: stop here, not once the backlog is packed
         const page = c.work.planned(c.job, stage, after, 512);
         if (page.length === 0) {
           if (stage !== Stage.content || !c.feed || c.feed.ended) break;

@@ -240,8 +240,9 @@ export async function scanSource(
   saved.setReturnArrays(true);
   const drop = work.stmt("DELETE FROM local_files WHERE job = ? AND wkey = ?");
   const dropAfter = work.stmt("DELETE FROM local_files WHERE job = ? AND wkey > ?");
-  /** The batch's files written, for `written`. */
+  /** The batch's files written, for `written`, and the last one's key. */
   const fresh: WalkEntry[] = [];
+  let lastKey: string | undefined;
   let after = ""; // every saved row up to this key matches the walk
   let ordered = true;
   let batches = 0;
@@ -315,7 +316,12 @@ export async function scanSource(
   function write({ e, key }: { e: WalkEntry; key: string }): void {
     // TEXT columns take the bigints as decimal text.
     put.add(job, key, e.path, e.size, e.mtimeNs, e.mode & 0o7777, e.ino, e.dev);
-    if (written) fresh.push(e);
+    if (!written) return;
+    // Two walked names that make one path (invalid UTF-8 made alike) are one row, so one
+    // file: the last in a batch, as the row keeps; the first when a batch ended between them.
+    if (key !== lastKey) fresh.push(e);
+    else if (fresh.length > 0) fresh[fresh.length - 1] = e;
+    lastKey = key;
   }
 
   /** Counts the entry; true for a file of the listing. */

@@ -24,6 +24,11 @@ export class PlanFeed {
     return this.#ended;
   }
 
+  /** Throws the planner's error when planning failed. */
+  check(): void {
+    if (this.#error) throw this.#error.err;
+  }
+
   /** `n` more items are planned and committed. */
   add(n: number): void {
     this.#planned += n;

@@ -942,6 +942,11 @@ export class WorkDb {
   }
 
   /** Number of saved source files of `job`. */
+  /** Whether `job` has a saved source listing (one row is enough to know). */
+  hasLocal(job: number): boolean {
+    return this.stmt("SELECT 1 AS x FROM local_files WHERE job = ? LIMIT 1").get(job) !== undefined;
+  }
+
   localCount(job: number): number {
     return (this.stmt("SELECT count(*) AS n FROM local_files WHERE job = ?").get(job) as {
       n: number;

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { openLog } from "../../src/core/log.ts";
 import { packPlanned } from "../../src/ccs/pack.ts";
-import { planWalked } from "../../src/ccs/peek.ts";
+import { planWalked, scanSource } from "../../src/ccs/peek.ts";
 import { PlanFeed } from "../../src/ccs/plan_feed.ts";
 import { openWorkDb } from "../../src/ccs/work_queue.ts";
 import { native, type WalkEntry } from "../../src/native/mod.ts";
@@ -36,14 +36,15 @@ test("PlanFeed: a wait ends with the next batch or the end, and fails with the p
  * A tree of `files` small files, its walk (files only, in path order), and the pack phase
  * started on an empty work.db with a feed: items are planned by the test while it runs.
  */
-async function packingFed(files: number) {
+async function packingFed(files: number, size?: number) {
   const dir = tempDir();
   const root = join(dir, "src");
   const workDir = join(dir, "work");
   mkdirSync(root, { recursive: true });
   mkdirSync(workDir);
   for (let i = 0; i < files; i++) {
-    writeFileSync(join(root, `f${i}.txt`), `file ${i}\n`.repeat(i + 1));
+    const body = size === undefined ? `file ${i}\n`.repeat(i + 1) : Buffer.alloc(size, i);
+    writeFileSync(join(root, `f${String(i).padStart(3, "0")}.txt`), body);
   }
   const work = openWorkDb(join(workDir, "work.db"));
   const walked: WalkEntry[] = [];
@@ -91,16 +92,64 @@ test("the pack phase packs what is planned while it runs, and ends only with the
 });
 
 test("the pack phase stops when planning fails, and leaves no half-written pack", async () => {
-  const { workDir, work, walked, feed, packing, plan, packed } = await packingFed(1);
+  // 20 MB of content: the failure comes while the packer is busy reading, not waiting.
+  const { workDir, work, walked, feed, packing, plan, packed } = await packingFed(22, 900_000);
   plan(walked);
   await packed(1);
   feed.end(new Error("EIO: the source went away"));
   await assert.rejects(packing, /source went away/);
+  const ready = new Set(work.items(1, "ready").map((i) => i.pack!));
   assert.deepEqual(
-    readdirSync(workDir).filter((f) => !f.startsWith("work.db")),
-    [],
-    "the pack it was filling is gone",
+    readdirSync(workDir).filter((f) => !f.startsWith("work.db")).map((f) => join(workDir, f)),
+    [...ready],
+    "only finished packs are left, the one it was filling is gone",
   );
-  assert.deepEqual(work.items(1).map((i) => i.state), ["planned"], "it waits for the next run");
+  assert.ok(ready.size <= 1, "at most the first 16 MB were finished");
+  assert.ok(work.items(1, "planned").length > 0, "the rest waits for the next run");
   work.close();
+});
+
+test("scanSource() gives the hook one file for two walked names that make one path", async () => {
+  const root = tempDir();
+  const w = openWorkDb(join(tempDir(), "work.db"));
+  const log = { info() {}, warn() {}, error() {}, debug() {}, raw() {}, close() {} } as never;
+  const entry = (path: string, size: number): WalkEntry => ({
+    path,
+    kind: "file",
+    size,
+    mtimeNs: 1n,
+    ctimeNs: 1n,
+    ino: BigInt(size),
+    dev: 1n,
+    mode: 0o100644,
+  });
+  const seen: [string, number][] = [];
+  const hook = (files: WalkEntry[]) =>
+    seen.push(...files.map((f): [string, number] => [f.path, f.size]));
+  // In one batch the row keeps the last, and so does the hook.
+  await scanSource(
+    w,
+    1,
+    root,
+    {},
+    log,
+    true,
+    [[entry("a", 1), entry("b", 2), entry("b", 3)]],
+    hook,
+  );
+  assert.deepEqual(seen, [["a", 1], ["b", 3]]);
+  // Across two batches the first was planned already: the second is not planned again.
+  seen.length = 0;
+  await scanSource(
+    w,
+    2,
+    root,
+    {},
+    log,
+    true,
+    [[entry("c", 4)], [entry("c", 5), entry("d", 6)]],
+    hook,
+  );
+  assert.deepEqual(seen, [["c", 4], ["d", 6]]);
+  w.close();
 });
