@@ -192,7 +192,7 @@ try {
     "<= 1x",
     cInit.secs <= rInit.secs ? "met" : "missed",
   );
-  // CPU is steadier than wall time on a shared machine: all five runs' medians.
+  // CPU is steadier than wall time on a shared machine: the medians of all the runs.
   const midCpu = (runs) =>
     [...runs].map((r) => r.cpu).sort((a, b) => a - b)[(runs.length - 1) >> 1];
   row(

@@ -504,7 +504,7 @@ async function enqueueJob(
     scan = await source();
   } catch (err) {
     void listing?.return(undefined).catch(() => {}); // the client closes its sockets
-    // The packer stops at its next wait; what it packed stays for the dequeuer.
+    // The packer stops at its next page; the packs it finished stay for the dequeuer.
     feed?.end(err);
     await streamed?.catch(() => {});
     throw err;

@@ -14,7 +14,7 @@ export class PlanFeed {
   #error: { err: unknown } | undefined;
   #waiters: (() => void)[] = [];
 
-  /** Items planned (committed) so far. */
+  /** Items planned so far. */
   get planned(): number {
     return this.#planned;
   }
@@ -29,7 +29,10 @@ export class PlanFeed {
     if (this.#error) throw this.#error.err;
   }
 
-  /** `n` more items are planned and committed. */
+  /**
+   * `n` more items are planned. Called inside the transaction that writes them: a waiter
+   * resumes only after the synchronous code around it has committed.
+   */
   add(n: number): void {
     this.#planned += n;
     this.#wake();

@@ -941,12 +941,12 @@ export class WorkDb {
     ).get(job, lo, hi) as { n: number }).n;
   }
 
-  /** Number of saved source files of `job`. */
   /** Whether `job` has a saved source listing (one row is enough to know). */
   hasLocal(job: number): boolean {
     return this.stmt("SELECT 1 AS x FROM local_files WHERE job = ? LIMIT 1").get(job) !== undefined;
   }
 
+  /** Number of saved source files of `job`. */
   localCount(job: number): number {
     return (this.stmt("SELECT count(*) AS n FROM local_files WHERE job = ?").get(job) as {
       n: number;

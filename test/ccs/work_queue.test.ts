@@ -306,6 +306,7 @@ test("markPackReady() records a pack's items as markPacked() and markReady() do,
         { kind: "ADD", path: "a", size: 1, mtimeNs: "11", mode: 0o644 },
         { kind: "UPDATE", path: "u", size: 2, baseVersion: 7, baseHash: "b".repeat(64) },
         { kind: "DELETE", path: "gone" },
+        { kind: "UPDATE", path: "v", size: 4, baseVersion: 8, baseHash: "b".repeat(64) },
         { kind: "ADD", path: "z", size: 5 },
       ])
     );
@@ -326,12 +327,14 @@ test("markPackReady() records a pack's items as markPacked() and markReady() do,
     one.markPacked(ids[0]!, "ADD", header(1, "1".repeat(64)), "/p/x", 500, "/s/a");
     one.markPacked(ids[1]!, "ADD", header(2, "2".repeat(64)), "/p/x", 0, null); // fell back
     one.markReady(ids[2]!, "/p/x", 0, null);
+    one.markPacked(ids[3]!, "UPDATE", header(4, "4".repeat(64), 8), "/p/x", 0, "/s/v");
   });
   const items = many.items(3, "planned");
   many.markPackReady("/p/x", 500, [
     { item: items[0]!, kind: "ADD", header: header(1, "1".repeat(64)), sig: "/s/a" },
     { item: items[1]!, kind: "ADD", header: header(2, "2".repeat(64)), sig: null },
     { item: items[2]!, kind: "DELETE", sig: null },
+    { item: items[3]!, kind: "UPDATE", header: header(4, "4".repeat(64), 8), sig: "/s/v" },
   ]);
   const rows = (w: WorkDb) => w.db.prepare("SELECT * FROM packed ORDER BY id").all();
   const packs = (w: WorkDb) => w.db.prepare("SELECT * FROM packs").all();
@@ -340,14 +343,17 @@ test("markPackReady() records a pack's items as markPacked() and markReady() do,
   assert.equal(packs(many).length, 1, "one row for the pack, its first item first");
   assert.deepEqual(
     many.items(3).map((i) => [i.path, i.kind, i.state, i.packBytes]),
-    [["a", "ADD", "ready", 500], ["u", "ADD", "ready", 0], ["gone", "DELETE", "ready", 0], [
-      "z",
-      "ADD",
-      "planned",
-      0,
-    ]],
+    [
+      ["a", "ADD", "ready", 500],
+      ["u", "ADD", "ready", 0],
+      ["gone", "DELETE", "ready", 0],
+      ["v", "UPDATE", "ready", 0],
+      ["z", "ADD", "planned", 0],
+    ],
   );
-  assert.deepEqual(many.claim(3, 111, 10).map((i) => i.path), ["a", "u", "gone"]);
+  const delta = many.items(3).find((i) => i.path === "v")!;
+  assert.deepEqual([delta.baseVersion, delta.hash, delta.sig], [8, "4".repeat(64), "/s/v"]);
+  assert.deepEqual(many.claim(3, 111, 10).map((i) => i.path), ["a", "u", "gone", "v"]);
   one.close();
   many.close();
 });
